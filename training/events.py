@@ -1,0 +1,117 @@
+"""events.jsonl: the versioned stream a run writes and every monitor reads.
+
+One JSON object per line, always with `v` (schema version), `t` (unix time) and `event`:
+
+  run_start    run_id, name, stages [{name, type, method}], device, pid
+  stage_start  stage, index, type, method, total_steps, epochs, tokens_per_step, params, trainable_params
+  step         stage, step, total_steps, epoch, loss, lr, grad_norm, tokens, tokens_per_s, step_time_s, eta_s
+  eval         stage, step, eval_loss, perplexity
+  checkpoint   stage, step, path
+  stage_end    stage, output, train_loss, runtime_s, steps
+  gpu          gpus [{index, name, mem_used_gib, mem_total_gib, util_pct, temp_c, power_w}] or host {...}
+  error        stage, kind, message, hint
+  stopped      stage, step, reason
+  finished     status (ok | failed | stopped), outputs {stage: path}, runtime_s
+
+Readers must ignore event types and keys they do not know (the schema only grows within a version).
+The writer appends and flushes each line, so a reader tailing the file never sees half a line
+except the last, which it must hold back until the newline arrives.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA_VERSION = 1
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float):
+        if math.isnan(v) or math.isinf(v):
+            return str(v)  # JSON has no NaN; keep it visible
+        return float(f"{v:.6g}")
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    return v
+
+
+class EventWriter:
+    def __init__(self, path: str | os.PathLike, enabled: bool = True):
+        self.path = Path(path)
+        self.enabled = enabled
+        self._f = open(self.path, "a", encoding="utf-8") if enabled else None
+
+    def emit(self, event: str, **fields: Any) -> dict:
+        rec = {"v": SCHEMA_VERSION, "t": round(time.time(), 3), "event": event}
+        rec.update(_clean(fields))
+        if self._f is not None:
+            self._f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            self._f.flush()
+        return rec
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+def read_events(path: str | os.PathLike) -> list[dict]:
+    out = []
+    p = Path(path)
+    if not p.exists():
+        return out
+    with open(p, encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+class EventTail:
+    """Incremental reader: call poll() repeatedly; it returns the complete new lines since last time."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._pos = 0
+        self._buf = ""
+
+    def poll(self) -> list[dict]:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                f.seek(self._pos)
+                chunk = f.read()
+                self._pos = f.tell()
+        except FileNotFoundError:
+            return []
+        if not chunk:
+            return []
+        self._buf += chunk
+        *lines, self._buf = self._buf.split("\n")
+        out = []
+        for line in lines:
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+        return out
+
+    def follow(self, interval: float = 0.5, stop=lambda: False) -> Iterator[dict]:
+        while True:
+            got = self.poll()
+            yield from got
+            if not got:
+                if stop():
+                    yield from self.poll()
+                    return
+                time.sleep(interval)

@@ -1,0 +1,389 @@
+"""Recipe schema (version 1), loading with every problem collected, and `--set` overrides.
+
+A recipe is data: it is read with `yaml.safe_load` semantics only (SafeLoader.compose), validated by a
+strict pydantic model (unknown keys are errors), and every problem is reported in one go with its key
+path and, where the key came from the file, its line. Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+RECIPE_VERSION = 1
+BUILTIN = "builtin:"  # model/data paths that the project builds locally (the demo)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(Strict):
+    id: str = Field(description="Hugging Face id, local directory, or builtin:tiny-llama")
+    revision: str | None = None
+    trust_remote_code: bool = False
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+
+
+class Hardware(Strict):
+    gpu: str = Field("auto", description="GPU name as in recipes/gpu_prices.yaml, 'auto' (detect) or 'cpu'")
+    gpu_count: int = Field(1, ge=1)
+    price_per_gpu_hour: float = Field(0.0, ge=0)
+    price_source: str | None = None
+    price_date: str | None = None
+    budget_usd: float | None = Field(None, ge=0)
+
+
+class LoraSpec(Strict):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: Union[Literal["all-linear"], list[str]] = "all-linear"
+
+
+class StageBase(Strict):
+    name: str | None = Field(None, description="defaults to the stage type (cpt, sft), made unique")
+    learning_rate: float = Field(gt=0)
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="overrides epochs when set")
+    micro_batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    gradient_checkpointing: bool = False
+    eval_fraction: float = Field(0.05, ge=0, lt=0.5)
+    logging_steps: int = Field(10, ge=1)
+    eval_steps: int | None = Field(None, ge=1, description="default: about 5 evaluations per stage")
+    save_steps: int | None = Field(None, ge=1, description="default: about 5 checkpoints per stage")
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+
+
+class CptStage(StageBase):
+    type: Literal["cpt"]
+    data: list[str] = Field(min_length=1, description="files, folders or globs: .txt .md .jsonl .parquet")
+    text_field: str = "text"
+    dedup: bool = True
+    seq_len: int = Field(1024, ge=8)
+    packing: bool = True
+    learning_rate: float = Field(1e-5, gt=0)
+    epochs: float = Field(1.0, gt=0)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class SftStage(StageBase):
+    type: Literal["sft"]
+    method: Literal["lora", "qlora", "full"] = "lora"
+    data: str = Field(description="a .jsonl file of pairs: messages, prompt/completion or instruction/input/output")
+    format: Literal["auto", "messages", "prompt_completion", "instruction"] = "auto"
+    chat_template: str = Field("auto", description="'auto' (the tokenizer's, else a plain one), 'plain', or a .jinja file")
+    completion_only_loss: bool = True
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    learning_rate: float = Field(2e-4, gt=0)
+    epochs: float = Field(3.0, gt=0)
+    max_seq_len: int = Field(1024, ge=8)
+    packing: bool = False
+    skip_invalid_rows: bool = Field(False, description="train on the valid rows when some are broken (counted in events)")
+
+
+Stage = Annotated[Union[CptStage, SftStage], Field(discriminator="type")]
+
+
+class Recipe(Strict):
+    version: Literal[1] = RECIPE_VERSION
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    seed: int = 42
+    output_dir: str = "runs"
+    model: ModelSpec
+    hardware: Hardware = Field(default_factory=Hardware)
+    stages: list[Stage] = Field(min_length=1)
+    # filled in by the runner when it resolves a recipe into a run directory; not for users to write
+    resolved: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _stage_names(self) -> "Recipe":
+        seen: dict[str, int] = {}
+        for st in self.stages:
+            base = st.name or st.type
+            n = seen.get(base, 0)
+            seen[base] = n + 1
+            if st.name is None:
+                st.name = base if n == 0 else f"{base}-{n + 1}"
+        names = [s.name for s in self.stages]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"stage names must be unique, repeated: {', '.join(sorted(dup))}")
+        return self
+
+
+class Problem(BaseModel):
+    path: str
+    message: str
+    line: int | None = None
+
+    def render(self, file: str | None) -> str:
+        where = f"{file}:{self.line}: " if (file and self.line) else (f"{file}: " if file else "")
+        return f"{where}{self.path or '(recipe)'}: {self.message}"
+
+
+class RecipeError(Exception):
+    """Every problem found in a recipe, ready to print one per line."""
+
+    def __init__(self, problems: list[Problem], file: str | None = None):
+        self.problems = problems
+        self.file = file
+        super().__init__("\n".join(p.render(file) for p in problems))
+
+    def lines(self) -> list[str]:
+        return [p.render(self.file) for p in self.problems]
+
+
+# ---------------------------------------------------------------- YAML with line numbers
+
+def _node_to_data(node: yaml.Node, lines: dict[tuple, int], path: tuple) -> Any:
+    """Build plain data from a composed YAML node, remembering the line of every key path."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for k, v in node.value:
+            key = _scalar(k)
+            lines[path + (key,)] = k.start_mark.line + 1
+            out[key] = _node_to_data(v, lines, path + (key,))
+            lines[path + (key,)] = k.start_mark.line + 1  # the key's line, not its value's
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_node_to_data(v, lines, path + (i,)) for i, v in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def parse_yaml(text: str, file: str | None = None) -> tuple[Any, dict[tuple, int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        msg = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise RecipeError([Problem(path="", line=(mark.line + 1) if mark else None,
+                                   message=f"not valid YAML ({msg}); fix the syntax at that line")], file)
+    except yaml.constructor.ConstructorError as e:  # pragma: no cover - compose does not construct
+        raise RecipeError([Problem(path="", message=str(e))], file)
+    if node is None:
+        return {}, {}
+    lines: dict[tuple, int] = {}
+    try:
+        return _node_to_data(node, lines, ()), lines
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise RecipeError([Problem(path="", line=(mark.line + 1) if mark else None,
+                                   message=f"YAML value not allowed in a recipe ({getattr(e, 'problem', e)})")], file)
+
+
+# ---------------------------------------------------------------- overrides
+
+def apply_override(data: dict, expr: str) -> None:
+    """`key.path=value`; value parsed as YAML; a list index or a stage name/type may address a stage."""
+    if "=" not in expr:
+        raise RecipeError([Problem(path=expr, message="--set needs key.path=value, e.g. --set stages.0.max_steps=10")])
+    key, raw = expr.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise RecipeError([Problem(path=expr, message="--set needs a key path before '='")])
+    cur: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(cur, list):
+            idx = _stage_index(cur, part)
+            if idx is None:
+                raise RecipeError([Problem(path=key, message=f"--set: no list item '{part}' (use an index or a stage name)")])
+            if last:
+                cur[idx] = value
+            else:
+                cur = cur[idx]
+        elif isinstance(cur, dict):
+            if last:
+                cur[part] = value
+            else:
+                cur = cur.setdefault(part, {})
+        else:
+            raise RecipeError([Problem(path=key, message=f"--set: '{'.'.join(parts[:i])}' is not a section")])
+
+
+def _stage_index(items: list, part: str) -> int | None:
+    if part.lstrip("-").isdigit():
+        i = int(part)
+        return i if -len(items) <= i < len(items) else None
+    for i, it in enumerate(items):
+        if isinstance(it, dict) and (it.get("name") == part or (it.get("name") is None and it.get("type") == part)):
+            return i
+    return None
+
+
+# ---------------------------------------------------------------- loading
+
+def _loc_line(loc: tuple, lines: dict[tuple, int]) -> int | None:
+    loc = tuple(loc)
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return lines.get(()) if lines else None
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    # pydantic puts the union tag into the location: ('stages', 0, 'cpt', 'seq_len')
+    out = list(loc)
+    if len(out) >= 3 and out[0] == "stages" and out[2] in ("cpt", "sft"):
+        del out[2]
+    return tuple(out)
+
+
+def _pydantic_problems(err: ValidationError, lines: dict[tuple, int]) -> list[Problem]:
+    probs = []
+    for e in err.errors():
+        loc = _clean_loc(tuple(e["loc"]))
+        path = ".".join(str(p) for p in loc)
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key; remove it or check the spelling (see README: recipe reference)"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        elif e["type"] == "union_tag_invalid" or e["type"] == "union_tag_not_found":
+            msg = "stage 'type' must be 'cpt' or 'sft'"
+        elif e["type"].startswith("literal_error"):
+            msg = msg.replace("Input should be", "must be")
+        else:
+            inp = e.get("input")
+            if not isinstance(inp, (dict, list)):
+                msg = f"{msg} (got {inp!r})"
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        probs.append(Problem(path=path, line=_loc_line(loc, lines), message=msg))
+    return probs
+
+
+DATA_SUFFIXES = (".txt", ".md", ".jsonl", ".parquet")
+
+
+def expand_data(spec: str) -> list[Path]:
+    """Files named by a path, a folder (recursive) or a glob, restricted to the supported suffixes."""
+    p = Path(os.path.expanduser(spec))
+    if any(ch in spec for ch in "*?["):
+        found = [Path(x) for x in sorted(glob.glob(os.path.expanduser(spec), recursive=True))]
+    elif p.is_dir():
+        found = sorted(x for x in p.rglob("*") if x.is_file())
+    elif p.exists():
+        return [p]
+    else:
+        return []
+    return [x for x in found if x.is_file() and x.suffix.lower() in DATA_SUFFIXES]
+
+
+def _check_paths(recipe: Recipe, lines: dict[tuple, int]) -> list[Problem]:
+    """What pydantic cannot see: data files that do not exist, model folders that are not models."""
+    probs = []
+    mid = recipe.model.id
+    if not mid.startswith(BUILTIN) and (mid.startswith((".", "/", "~")) or os.path.isdir(mid)):
+        d = Path(os.path.expanduser(mid))
+        if not d.is_dir():
+            probs.append(Problem(path="model.id", line=_loc_line(("model", "id"), lines),
+                                 message=f"model folder '{mid}' does not exist; give a local folder or a Hugging Face id"))
+        elif not (d / "config.json").is_file():
+            probs.append(Problem(path="model.id", line=_loc_line(("model", "id"), lines),
+                                 message=f"'{mid}' has no config.json, so it is not a saved model folder"))
+    elif mid.startswith(BUILTIN) and mid[len(BUILTIN):] not in ("tiny-llama",):
+        probs.append(Problem(path="model.id", line=_loc_line(("model", "id"), lines),
+                             message="the only built-in model is builtin:tiny-llama"))
+    for i, st in enumerate(recipe.stages):
+        specs = st.data if isinstance(st, CptStage) else [st.data]
+        for j, spec in enumerate(specs):
+            loc = ("stages", i, "data", j) if isinstance(st, CptStage) else ("stages", i, "data")
+            path = ".".join(str(x) for x in loc)
+            if spec.startswith(BUILTIN):
+                if spec[len(BUILTIN):] not in ("demo-corpus", "demo-pairs"):
+                    probs.append(Problem(path=path, line=_loc_line(loc, lines),
+                                         message="built-in data is builtin:demo-corpus or builtin:demo-pairs"))
+                continue
+            files = expand_data(spec)
+            if not files:
+                what = "matches no .txt/.md/.jsonl/.parquet file" if (any(c in spec for c in "*?[") or Path(spec).is_dir()) \
+                    else "does not exist"
+                probs.append(Problem(path=path, line=_loc_line(loc, lines), message=f"'{spec}' {what}; check the path"))
+            elif isinstance(st, SftStage) and files[0].suffix.lower() != ".jsonl":
+                probs.append(Problem(path=path, line=_loc_line(loc, lines),
+                                     message=f"pairs file '{spec}' must be .jsonl (one JSON object per line)"))
+    return probs
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None, check_paths: bool = True) -> Recipe:
+    """Read, override, validate. Raises RecipeError listing every problem (file, line, key path, what to do)."""
+    file = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise RecipeError([Problem(path="", message="recipe file not found; check the path")], file)
+    except IsADirectoryError:
+        raise RecipeError([Problem(path="", message="is a folder, not a recipe file")], file)
+    except PermissionError:
+        raise RecipeError([Problem(path="", message="cannot be read (permission denied)")], file)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecipeError([Problem(path="", message="is not UTF-8 text; is this really a YAML recipe?")], file)
+    if "\x00" in text:
+        raise RecipeError([Problem(path="", message="is a binary file, not a YAML recipe")], file)
+    data, lines = parse_yaml(text, file)
+    return validate_data(data, lines, file, overrides, check_paths)
+
+
+def validate_data(data: Any, lines: dict[tuple, int] | None = None, file: str | None = None,
+                  overrides: list[str] | None = None, check_paths: bool = True) -> Recipe:
+    lines = lines or {}
+    if not isinstance(data, dict):
+        raise RecipeError([Problem(path="", line=1, message="a recipe is a YAML mapping (key: value lines); see recipes/demo.yaml")], file)
+    problems: list[Problem] = []
+    for expr in overrides or []:
+        try:
+            apply_override(data, expr)
+        except RecipeError as e:
+            problems.extend(e.problems)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as e:
+        problems.extend(_pydantic_problems(e, lines))
+        raise RecipeError(problems, file)
+    if check_paths:
+        problems.extend(_check_paths(recipe, lines))
+    if problems:
+        raise RecipeError(problems, file)
+    return recipe
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    data = recipe.model_dump(mode="json", exclude_none=False)
+    if data.get("resolved") is None:
+        data.pop("resolved", None)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def json_schema() -> dict:
+    return Recipe.model_json_schema()

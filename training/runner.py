@@ -1,0 +1,186 @@
+"""From a validated recipe to a run directory and a detached training process.
+
+resolve()  builtin: paths -> real paths, data globs -> files, input checks that need the files
+           (empty, binary, broken pairs, QLoRA without a GPU), all problems collected at once.
+create_run_dir() writes the resolved recipe.yaml (sha256 of every data file, package versions).
+launch()   starts `python -m training.worker RUN_DIR` in its own session, output to train.log.
+
+Nothing here imports torch: the face (headless or TUI) calls it and stays light.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from training.data import DataError, read_pairs, sha256_file, sniff_text_file
+from training.recipe import BUILTIN, CptStage, Problem, Recipe, RecipeError, SftStage, expand_data
+
+PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets", "liger-kernel")
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = None
+    return out
+
+
+def nvidia_gpus() -> list[str]:
+    """GPU names through NVML (cheap; no torch). Empty when there is no NVIDIA driver."""
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+    except Exception:
+        return []
+    try:
+        names = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            n = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))
+            names.append(n.decode() if isinstance(n, bytes) else n)
+        return names
+    except Exception:
+        return []
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:
+            pass
+
+
+def _abs(p: str) -> str:
+    return str(Path(os.path.expanduser(p)).resolve())
+
+
+def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) -> Recipe:
+    """A copy of the recipe with real absolute paths, and every input problem found before training."""
+    from training.demo import resolve_builtin
+
+    r = recipe.model_copy(deep=True)
+    problems: list[Problem] = []
+    mid = r.model.id
+    if mid.startswith(BUILTIN):
+        r.model.id = resolve_builtin(mid)
+    elif mid.startswith((".", "/", "~")) or os.path.isdir(mid):
+        r.model.id = _abs(mid)
+    files_seen: dict[str, Path] = {}
+    gpus = None
+    for i, st in enumerate(r.stages):
+        if isinstance(st, CptStage):
+            specs = [resolve_builtin(s) if s.startswith(BUILTIN) else s for s in st.data]
+            st.data = [_abs(s) if not any(c in s for c in "*?[") else os.path.abspath(os.path.expanduser(s))
+                       for s in specs]
+            for j, spec in enumerate(st.data):
+                for f in expand_data(spec):
+                    files_seen[str(f.resolve())] = f
+                    if check_data and (why := sniff_text_file(f)):
+                        problems.append(Problem(path=f"stages.{i}.data.{j}", message=f"{f} {why}; fix or remove it"))
+        elif isinstance(st, SftStage):
+            st.data = _abs(resolve_builtin(st.data) if st.data.startswith(BUILTIN) else st.data)
+            f = Path(st.data)
+            files_seen[str(f)] = f
+            if check_data:
+                if why := sniff_text_file(f):
+                    problems.append(Problem(path=f"stages.{i}.data", message=f"{f} {why}"))
+                else:
+                    try:
+                        res = read_pairs(f, st.format)
+                    except DataError as e:
+                        problems.append(Problem(path=f"stages.{i}.data", message=str(e)))
+                    else:
+                        if res.invalid and not st.skip_invalid_rows:
+                            shown = "; ".join(f"line {ln}: {why}" for ln, why in res.invalid[:3])
+                            more = f" (+{len(res.invalid) - 3} more)" if len(res.invalid) > 3 else ""
+                            problems.append(Problem(path=f"stages.{i}.data", message=(
+                                f"{f}: {len(res.invalid)} bad rows: {shown}{more}; fix them or set "
+                                f"skip_invalid_rows: true")))
+                        elif not res.rows:
+                            problems.append(Problem(path=f"stages.{i}.data", message=f"{f}: no valid pairs"))
+            if st.method == "qlora":
+                gpus = nvidia_gpus() if gpus is None else gpus
+                if not gpus:
+                    problems.append(Problem(path=f"stages.{i}.method", message=(
+                        "qlora needs an NVIDIA GPU with CUDA (4-bit bitsandbytes) and none was found; "
+                        "use method: lora on this machine")))
+            if st.chat_template not in ("auto", "plain") and not Path(st.chat_template).is_file():
+                problems.append(Problem(path=f"stages.{i}.chat_template",
+                                        message=f"'{st.chat_template}' is not a file; use auto, plain or a .jinja file"))
+    if problems:
+        raise RecipeError(problems, file)
+    r.resolved = {"files": {k: None for k in sorted(files_seen)}}
+    return r
+
+
+def new_run_dir(recipe: Recipe) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    root = Path(os.path.expanduser(recipe.output_dir))
+    base = root / f"{recipe.name}-{stamp}"
+    d, n = base, 1
+    while d.exists():
+        n += 1
+        d = Path(f"{base}-{n}")
+    return d
+
+
+def create_run_dir(resolved: Recipe, source: str | None) -> Path:
+    """Make the run folder (owner-only), hash the data, write recipe.yaml. Never touches another run."""
+    from training.recipe import dump_recipe
+
+    root = Path(os.path.expanduser(resolved.output_dir))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise RecipeError([Problem(path="output_dir", message=(
+            f"cannot write to '{root}' ({e.strerror}); choose another output_dir or fix its permissions"))], source)
+    run = new_run_dir(resolved)
+    run.mkdir(mode=0o700)
+    (run / "checkpoints").mkdir(mode=0o700)
+    files = {f: sha256_file(f) for f in resolved.resolved["files"]}
+    resolved.resolved = {
+        "run_id": run.name,
+        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "source_recipe": os.path.abspath(source) if source else None,
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "gpus": nvidia_gpus(),
+        "versions": package_versions(),
+        "files": {f: {"sha256": h, "bytes": os.path.getsize(f)} for f, h in files.items()},
+    }
+    _write_private(run / "recipe.yaml", dump_recipe(resolved))
+    return run
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def launch(run: Path) -> subprocess.Popen:
+    """Start the worker detached: its own session and process group, no terminal, output to train.log."""
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    # the worker must import this very checkout of the project, whatever the current directory is
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    log = open(run / "train.log", "ab", buffering=0)
+    os.chmod(run / "train.log", 0o600)
+    run = run.resolve()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "training.worker", str(run)], stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=str(run))
+    finally:
+        log.close()
+    (run / "pid").write_text(f"{proc.pid}\n")
+    return proc

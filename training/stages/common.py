@@ -1,0 +1,191 @@
+"""What both stages share: device and precision, Trainer arguments from a recipe stage, the callback
+that turns Trainer logs into events, and the graceful-stop flag set by SIGTERM/SIGINT."""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from training.events import EventWriter
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; the callback then asks the Trainer to save a checkpoint and stop."""
+
+    requested = False
+    reason = ""
+
+    @classmethod
+    def install(cls) -> None:
+        def handler(signum, frame):
+            cls.requested = True
+            cls.reason = signal.Signals(signum).name
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+        # closing the terminal must never stop training: the runner starts us in our own session, and
+        # SIGHUP (should it still arrive) is ignored
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+@dataclass
+class Ctx:
+    """What a stage gets from the worker."""
+    run_dir: Path
+    events: EventWriter
+    stage_index: int
+    base_model: str  # model id or folder this stage starts from
+    tokenizer_src: str
+    revision: str | None
+    trust_remote_code: bool
+    seed: int
+    is_main: bool = True
+    resume_from: str | None = None  # a checkpoint folder of this stage
+
+
+def cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+def resolve_precision(p: str) -> str:
+    """auto: bf16 where the GPU supports it, else fp16 on older GPUs, fp32 on the CPU."""
+    if p != "auto":
+        if p in ("bf16", "fp16") and not cuda():
+            return "fp32"  # CPU autocast in half precision is slower than fp32 on most CPUs
+        return p
+    if cuda():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def torch_dtype(precision: str):
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+
+
+def plan_steps(n_examples: int, st, world: int = 1) -> tuple[int, int]:
+    """(steps per epoch, total optimizer steps) as the Trainer will count them."""
+    per_step = st.micro_batch_size * st.grad_accum * world
+    per_epoch = max(1, math.ceil(n_examples / per_step))
+    total = st.max_steps or max(1, math.ceil(st.epochs * per_epoch))
+    return per_epoch, total
+
+
+def every(total: int, explicit: int | None, n: int = 5) -> int:
+    return explicit or max(1, total // n)
+
+
+def training_args_kwargs(st, ctx: Ctx, precision: str, total_steps: int, has_eval: bool) -> dict:
+    ckpt = ctx.run_dir / "checkpoints" / st.name
+    kw = dict(
+        output_dir=str(ckpt),
+        per_device_train_batch_size=st.micro_batch_size,
+        per_device_eval_batch_size=st.micro_batch_size,
+        gradient_accumulation_steps=st.grad_accum,
+        learning_rate=st.learning_rate,
+        lr_scheduler_type=st.lr_scheduler,
+        warmup_steps=max(0, round(st.warmup_ratio * total_steps)),
+        num_train_epochs=st.epochs,
+        max_steps=total_steps,
+        weight_decay=st.weight_decay,
+        max_grad_norm=st.max_grad_norm,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not cuda(),
+        gradient_checkpointing=st.gradient_checkpointing,
+        logging_steps=st.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=every(total_steps, st.eval_steps) if has_eval else None,
+        save_strategy="steps",
+        save_steps=every(total_steps, st.save_steps),
+        save_total_limit=2,
+        seed=ctx.seed,
+        data_seed=ctx.seed,
+        report_to="none",
+        disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=2 if cuda() else 0,
+        dataloader_pin_memory=cuda(),
+        optim="adamw_torch_fused" if cuda() else "adamw_torch",
+        remove_unused_columns=False,
+    )
+    return kw
+
+
+class EventCallback(TrainerCallback):
+    """Trainer logs -> `step`, `eval`, `checkpoint` events; SIGTERM -> checkpoint, then stop."""
+
+    def __init__(self, ctx: Ctx, stage, total_steps: int):
+        self.ctx, self.stage, self.total = ctx, stage, total_steps
+        self.t_last = None
+        self.tok_last = 0
+        self.step_last = 0
+        self.t_start = None
+        self.last_loss = None
+        self.stopped_at = None
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.t_start = self.t_last = time.time()
+        self.step_last = state.global_step
+        self.tok_last = state.num_input_tokens_seen or 0
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if not self.ctx.is_main or not logs:
+            return
+        now = time.time()
+        if "loss" in logs:
+            tokens = int(state.num_input_tokens_seen or 0)
+            dt = max(1e-9, now - self.t_last)
+            dsteps = max(1, state.global_step - self.step_last)
+            step_time = dt / dsteps
+            tps = (tokens - self.tok_last) / dt
+            self.last_loss = logs["loss"]
+            self.ctx.events.emit(
+                "step", stage=self.stage.name, step=state.global_step, total_steps=self.total,
+                epoch=logs.get("epoch", state.epoch), loss=logs["loss"], lr=logs.get("learning_rate"),
+                grad_norm=logs.get("grad_norm"), tokens=tokens, tokens_per_s=tps, step_time_s=step_time,
+                elapsed_s=now - self.t_start, eta_s=step_time * max(0, self.total - state.global_step))
+            self.t_last, self.tok_last, self.step_last = now, tokens, state.global_step
+        if "eval_loss" in logs:
+            el = logs["eval_loss"]
+            self.ctx.events.emit("eval", stage=self.stage.name, step=state.global_step, eval_loss=el,
+                                 perplexity=math.exp(el) if el < 50 else float("inf"))
+
+    def on_save(self, args, state, control, **kw):
+        if self.ctx.is_main:
+            path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            self.ctx.events.emit("checkpoint", stage=self.stage.name, step=state.global_step,
+                                 path=str(path.relative_to(self.ctx.run_dir)))
+
+    def on_step_end(self, args, state, control, **kw):
+        if StopFlag.requested and self.stopped_at is None:
+            self.stopped_at = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+def load_tokenizer(ctx: Ctx):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(ctx.tokenizer_src, revision=ctx.revision,
+                                        trust_remote_code=ctx.trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def count_params(model) -> tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable
+
+
+def set_threads() -> None:
+    if not cuda():
+        torch.set_num_threads(max(1, os.cpu_count() or 1))

@@ -1,0 +1,123 @@
+"""Supervised fine-tuning on instruction pairs: LoRA, QLoRA or full weights, through TRL's SFTTrainer.
+
+Reads straight through: setup -> data -> model -> train -> save.
+Unlike the guide's sample: `processing_class=` (not the removed `tokenizer=`), a BitsAndBytesConfig
+(NF4, double quantization, bf16 compute) instead of `load_in_4bit=True`, prepare_model_for_kbit_training
+for QLoRA, LoRA on all linear layers by default (attention and feed-forward, as in the QLoRA paper),
+and the loss on completions only.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from training.data import DataError, doc_hash, load_pairs_strict
+from training.recipe import SftStage
+from training.stages.common import (Ctx, EventCallback, StopFlag, count_params, cuda, load_tokenizer, plan_steps,
+                                    resolve_precision, set_threads, torch_dtype, training_args_kwargs)
+
+# used when the tokenizer has no chat template of its own (base models usually have none)
+PLAIN_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def chat_template(tok, spec: str) -> str:
+    if spec == "auto":
+        return tok.chat_template or PLAIN_CHAT_TEMPLATE
+    if spec == "plain":
+        return PLAIN_CHAT_TEMPLATE
+    p = Path(spec)
+    if not p.is_file():
+        raise DataError(f"chat_template: '{spec}' is not a file; use auto, plain or a .jinja file")
+    return p.read_text(encoding="utf-8")
+
+
+def split_pairs(rows: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
+    """Held-out pairs chosen by content hash (stable across runs and resumes)."""
+    train, ev = [], []
+    for r in rows:
+        key = r["prompt"][-1]["content"] + "\x00" + r["completion"][0]["content"]
+        (ev if fraction > 0 and int.from_bytes(doc_hash(key)[:4], "big") < fraction * 2**32 else train).append(r)
+    return train, ev
+
+
+def load_model(st: SftStage, ctx: Ctx, precision: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kw = dict(revision=ctx.revision, trust_remote_code=ctx.trust_remote_code, attn_implementation="sdpa")
+    if st.method == "qlora":
+        if not cuda():
+            raise DataError("method: qlora needs a CUDA GPU (bitsandbytes 4-bit); on this machine use method: lora")
+        from transformers import BitsAndBytesConfig
+        from peft import prepare_model_for_kbit_training
+        kw["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+        model = AutoModelForCausalLM.from_pretrained(ctx.base_model, dtype=torch_dtype(precision),
+                                                     device_map={"": torch.cuda.current_device()}, **kw)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=st.gradient_checkpointing)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(ctx.base_model, dtype=torch_dtype(precision), **kw)
+    if st.method in ("lora", "qlora"):
+        from peft import LoraConfig, get_peft_model
+        lcfg = LoraConfig(r=st.lora.r, lora_alpha=st.lora.alpha, lora_dropout=st.lora.dropout,
+                          target_modules=st.lora.target_modules, task_type="CAUSAL_LM")
+        if st.gradient_checkpointing and st.method == "lora":
+            model.enable_input_require_grads()
+        model = get_peft_model(model, lcfg)
+    return model
+
+
+def run(st: SftStage, ctx: Ctx) -> dict:
+    from datasets import Dataset
+    from transformers import set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    # setup
+    set_seed(ctx.seed)
+    set_threads()
+    precision = resolve_precision(st.precision)
+    if st.method == "qlora" and precision == "fp32":
+        precision = "bf16"
+    tok = load_tokenizer(ctx)
+    tok.chat_template = chat_template(tok, st.chat_template)
+
+    # data
+    pairs = load_pairs_strict(Path(st.data), st.format, st.skip_invalid_rows)
+    train_rows, eval_rows = split_pairs(pairs.rows, st.eval_fraction)
+    if not train_rows:
+        raise DataError(f"{st.data}: every pair fell into the eval split; lower eval_fraction")
+    train_ds = Dataset.from_list(train_rows)
+    eval_ds = Dataset.from_list(eval_rows) if eval_rows else None
+    per_epoch, total = plan_steps(len(train_rows), st)
+
+    # model
+    model = load_model(st, ctx, precision)
+    n_total, n_train = count_params(model)
+    ctx.events.emit("stage_start", stage=st.name, index=ctx.stage_index, type="sft", method=st.method,
+                    base=ctx.base_model, total_steps=total, steps_per_epoch=per_epoch, epochs=st.epochs,
+                    precision=precision, params=n_total, trainable_params=n_train,
+                    data={"pairs": len(pairs.rows), "formats": pairs.formats, "invalid_rows": len(pairs.invalid),
+                          "train_pairs": len(train_rows), "eval_pairs": len(eval_rows)})
+
+    # train
+    kw = training_args_kwargs(st, ctx, precision, total, eval_ds is not None)
+    kw.pop("include_num_input_tokens_seen")
+    args = SFTConfig(**kw, include_num_input_tokens_seen="non_padding", max_length=st.max_seq_len,
+                     packing=st.packing, completion_only_loss=st.completion_only_loss,
+                     dataset_num_proc=None)
+    cb = EventCallback(ctx, st, total)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tok, callbacks=[cb])
+    result = trainer.train(resume_from_checkpoint=ctx.resume_from)
+
+    # save: an adapter for LoRA/QLoRA (its base is recorded in adapter_config.json), else the full model
+    kind = "model" if st.method == "full" else "adapter"
+    out = ctx.run_dir / st.name / kind
+    if not StopFlag.requested:
+        trainer.save_model(str(out))
+        tok.save_pretrained(str(out))
+    return {"output": str(out.relative_to(ctx.run_dir)), "kind": kind, "train_loss": result.training_loss,
+            "steps": trainer.state.global_step, "stopped": StopFlag.requested, "last_loss": cb.last_loss}

@@ -1,0 +1,161 @@
+"""The headless front: run a recipe or follow a run, one readable line per logging step.
+
+It reads only the run directory (events.jsonl, pid), like every monitor, so it never imports torch.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from training.events import EventTail
+
+
+def fmt_duration(s: float | None) -> str:
+    if s is None or s != s or s == float("inf"):
+        return "--:--"
+    s = int(round(s))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def fmt_num(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+def render(ev: dict) -> str | None:
+    """One line for an event, or None for events a person need not read line by line."""
+    e = ev.get("event")
+    if e == "run_start":
+        names = " -> ".join(f"{s['name']} ({s['type']}{'/' + s['method'] if s['type'] == 'sft' else ''})"
+                            for s in ev.get("stages", []))
+        return f"run {ev.get('run_id')} on {ev.get('device')}: {names}"
+    if e == "stage_start":
+        d = ev.get("data", {})
+        what = (f"{fmt_num(d.get('train_tokens'))} train tokens in {d.get('documents')} documents"
+                if ev.get("type") == "cpt" else f"{d.get('train_pairs')} train pairs, {d.get('eval_pairs')} held out")
+        return (f"== {ev['stage']}: {ev.get('type')}/{ev.get('method')}, {ev.get('total_steps')} steps, "
+                f"{fmt_num(ev.get('trainable_params'))} of {fmt_num(ev.get('params'))} params trained, {what}, "
+                f"{ev.get('precision')}")
+    if e == "step":
+        w = len(str(ev.get("total_steps", "")))
+        lr = ev.get("lr")
+        return (f"[{ev['stage']}] step {ev['step']:>{w}}/{ev['total_steps']}  loss {ev['loss']:.4f}  "
+                f"lr {lr:.2e}  {fmt_num(ev.get('tokens_per_s'))} tok/s  ETA {fmt_duration(ev.get('eta_s'))}"
+                if isinstance(lr, (int, float)) and isinstance(ev.get("loss"), (int, float)) else
+                f"[{ev['stage']}] step {ev['step']}/{ev['total_steps']}  loss {ev.get('loss')}")
+    if e == "eval":
+        return f"[{ev['stage']}] eval at step {ev['step']}: loss {ev['eval_loss']:.4f}  perplexity {ev['perplexity']:.1f}"
+    if e == "checkpoint":
+        return f"[{ev['stage']}] checkpoint {ev['path']}"
+    if e == "stage_end":
+        return f"== {ev['stage']} done in {fmt_duration(ev.get('runtime_s'))}: {ev.get('steps')} steps -> {ev.get('output')}"
+    if e == "error":
+        return f"error [{ev.get('kind')}] {ev.get('message')}\n  what to do: {ev.get('hint')}"
+    if e == "stopped":
+        return f"stopped in {ev.get('stage')} at step {ev.get('step')} ({ev.get('reason')}); a checkpoint was saved"
+    if e == "finished":
+        return f"finished: {ev.get('status')} in {fmt_duration(ev.get('runtime_s'))}"
+    return None
+
+
+def summary(events: list[dict], run: Path) -> list[str]:
+    lines = ["", f"run folder: {run}"]
+    stages: dict[str, dict] = {}
+    for ev in events:
+        if ev.get("event") == "step" and isinstance(ev.get("loss"), (int, float)):
+            s = stages.setdefault(ev["stage"], {"first": ev["loss"], "steps": 0})
+            s["last"], s["steps"] = ev["loss"], ev["step"]
+        elif ev.get("event") == "stage_end":
+            stages.setdefault(ev["stage"], {})["out"] = ev.get("output")
+            stages[ev["stage"]]["time"] = ev.get("runtime_s")
+        elif ev.get("event") == "eval":
+            stages.setdefault(ev["stage"], {})["eval"] = ev.get("eval_loss")
+    for name, s in stages.items():
+        loss = f"loss {s['first']:.3f} -> {s['last']:.3f}" if "first" in s else "no steps logged"
+        ev_ = f", eval loss {s['eval']:.3f}" if s.get("eval") is not None else ""
+        lines.append(f"  {name:<10} {s.get('steps', 0):>5} steps  {loss}{ev_}  {fmt_duration(s.get('time'))}  "
+                     f"{s.get('out') or '(no output)'}")
+    return lines
+
+
+def pid_alive(run: Path) -> bool:
+    try:
+        pid = int((run / "pid").read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (our own child, not yet reaped) counts as gone
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def follow(run: Path, proc=None, out=sys.stdout) -> int:
+    """Print events until the run finishes; returns the exit status to use (0 ok, 1 failed, 2 bad input).
+
+    Ctrl-C leaves the run going (it is detached) and says how to come back or stop it: exit 130."""
+    tail = EventTail(run / "events.jsonl")
+    seen: list[dict] = []
+    finished = None
+    try:
+        while True:
+            got = tail.poll()
+            for ev in got:
+                seen.append(ev)
+                line = render(ev)
+                if line:
+                    print(line, file=out, flush=True)
+                if ev.get("event") == "finished":
+                    finished = ev
+            if finished:
+                break
+            alive = proc.poll() is None if proc is not None else pid_alive(run)
+            if not alive and not got:
+                if not tail.poll():
+                    break
+                continue
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        print(f"\ntraining goes on in the background.\n  watch it:  tune-wizard attach {run}\n"
+              f"  stop it:   tune-wizard stop {run}   (saves a checkpoint first)", file=out, flush=True)
+        return 130
+    for line in summary(seen, run):
+        print(line, file=out)
+    if proc is not None:
+        code = proc.wait()
+        if code not in (0, 1, 2):
+            print(f"the training process died (exit {code}); see {run / 'train.log'}", file=out)
+            code = 1
+        return code
+    if finished is None:
+        print(f"the training process ended without finishing; see {run / 'train.log'}", file=out)
+        return 1
+    return {"ok": 0, "stopped": 0}.get(finished.get("status"), 1)
+
+
+def stop(run: Path) -> bool:
+    """Ask a run to checkpoint and stop (SIGTERM to its process). False when it is not running."""
+    if not pid_alive(run):
+        return False
+    try:
+        pid = int((run / "pid").read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+        return True
+    except (OSError, ValueError):
+        return False
