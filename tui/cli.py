@@ -17,14 +17,13 @@ import sys
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
-COMMANDS = {}
-
-
-def command(name):
-    def deco(fn):
-        COMMANDS[name] = fn
-        return fn
-    return deco
+# subcommand -> "module:function(argv) -> exit status"; imported only when that command runs
+COMMANDS = {
+    "attach": "tui.cli:cmd_attach",
+    "stop": "tui.cli:cmd_stop",
+    "runs": "tui.cli:cmd_runs",
+    "schema": "tui.cli:cmd_schema",
+}
 
 
 def err(msg: str) -> None:
@@ -120,7 +119,6 @@ def _run_arg(argv: list[str], prog: str) -> Path | None:
     return run
 
 
-@command("attach")
 def cmd_attach(argv: list[str]) -> int:
     run = _run_arg(argv, "attach")
     if run is None:
@@ -129,7 +127,6 @@ def cmd_attach(argv: list[str]) -> int:
     return follow(run)
 
 
-@command("stop")
 def cmd_stop(argv: list[str]) -> int:
     run = _run_arg(argv, "stop")
     if run is None:
@@ -142,7 +139,6 @@ def cmd_stop(argv: list[str]) -> int:
     return 1
 
 
-@command("runs")
 def cmd_runs(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="tune-wizard runs")
     p.add_argument("--root", default="runs")
@@ -166,7 +162,6 @@ def cmd_runs(argv: list[str]) -> int:
     return 0
 
 
-@command("schema")
 def cmd_schema(argv: list[str]) -> int:
     import json
     from training.recipe import json_schema
@@ -177,8 +172,10 @@ def cmd_schema(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in COMMANDS:
+        import importlib
+        mod, fn = COMMANDS[argv[0]].split(":")
         try:
-            return COMMANDS[argv[0]](argv[1:])
+            return getattr(importlib.import_module(mod), fn)(argv[1:])
         except KeyboardInterrupt:
             return 130
     args = main_parser().parse_args(argv)
