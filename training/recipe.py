@@ -36,6 +36,33 @@ class Hardware(Strict):
     price_source: str | None = None
     price_date: str | None = None
     budget_usd: float | None = Field(None, ge=0)
+    # beyond one GPU: more than one process (or a sharded strategy) runs through `accelerate launch`
+    num_processes: int = Field(1, ge=1, description="training processes per node, one per GPU")
+    num_nodes: int = Field(1, ge=1, description="machines; each runs num_processes processes")
+    strategy: Literal["ddp", "fsdp", "deepspeed-zero3"] = Field(
+        "ddp", description="ddp: a full copy per GPU; fsdp / deepspeed-zero3: weights, gradients and optimizer "
+                           "state sharded across GPUs (when the model with its training state outgrows one card)")
+    main_address: str | None = Field(None, description="node 0's address for multi-node rendezvous (or --main-address)")
+    main_port: int = Field(29500, ge=1, le=65535, description="rendezvous port on node 0 (multi-node)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gpu_count_follows_processes(cls, data: Any) -> Any:
+        """Estimates and costs count gpu_count; unless it is set, it is every process of every node."""
+        if isinstance(data, dict) and "gpu_count" not in data:
+            n, m = data.get("num_processes", 1), data.get("num_nodes", 1)
+            if isinstance(n, int) and isinstance(m, int) and n >= 1 and m >= 1:
+                data = {**data, "gpu_count": n * m}
+        return data
+
+    @property
+    def world_size(self) -> int:
+        return self.num_processes * self.num_nodes
+
+    @property
+    def distributed(self) -> bool:
+        """True when the run goes through `accelerate launch` rather than one plain process."""
+        return self.world_size > 1 or self.strategy != "ddp"
 
 
 class LoraSpec(Strict):
@@ -327,6 +354,7 @@ def _check_paths(recipe: Recipe, lines: dict[tuple, int]) -> list[Problem]:
     elif mid.startswith(BUILTIN) and mid[len(BUILTIN):] not in ("tiny-llama",):
         probs.append(Problem(path="model.id", line=_loc_line(("model", "id"), lines),
                              message="the only built-in model is builtin:tiny-llama"))
+    probs.extend(_check_hardware(recipe.hardware, lines))
     for i, st in enumerate(recipe.stages):
         specs = st.data if isinstance(st, CptStage) else [st.data]
         for j, spec in enumerate(specs):
@@ -346,6 +374,16 @@ def _check_paths(recipe: Recipe, lines: dict[tuple, int]) -> list[Problem]:
                 probs.append(Problem(path=path, line=_loc_line(loc, lines),
                                      message=f"pairs file '{spec}' must be .jsonl (one JSON object per line)"))
     return probs
+
+
+def _check_hardware(hw: Hardware, lines: dict[tuple, int]) -> list[Problem]:
+    """What the strategy needs on this machine (found without importing it)."""
+    import importlib.util
+    if hw.strategy == "deepspeed-zero3" and importlib.util.find_spec("deepspeed") is None:
+        return [Problem(path="hardware.strategy", line=_loc_line(("hardware", "strategy"), lines), message=(
+            "deepspeed-zero3 needs the deepspeed package, which is not installed; `pip install deepspeed` "
+            "(on a CUDA machine) or use strategy: fsdp"))]
+    return []
 
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None, check_paths: bool = True) -> Recipe:

@@ -3,7 +3,8 @@
 resolve()  builtin: paths -> real paths, data globs -> files, input checks that need the files
            (empty, binary, broken pairs, QLoRA without a GPU), all problems collected at once.
 create_run_dir() writes the resolved recipe.yaml (sha256 of every data file, package versions).
-launch()   starts `python -m training.worker RUN_DIR` in its own session, output to train.log.
+launch()   starts `python -m training.worker RUN_DIR` (or `accelerate launch` of it when the recipe asks for
+           more than one process) in its own session, output to train.log.
 
 Nothing here imports torch: the face (headless or TUI) calls it and stays light.
 """
@@ -130,8 +131,10 @@ def new_run_dir(recipe: Recipe) -> Path:
     return d
 
 
-def create_run_dir(resolved: Recipe, source: str | None) -> Path:
-    """Make the run folder (owner-only), hash the data, write recipe.yaml. Never touches another run."""
+def create_run_dir(resolved: Recipe, source: str | None, name: str | None = None) -> Path:
+    """Make the run folder (owner-only), hash the data, write recipe.yaml. Never touches another run.
+
+    `name` fixes the folder's name (a multi-node run: every node must find the same folder)."""
     from training.recipe import dump_recipe
 
     root = Path(os.path.expanduser(resolved.output_dir))
@@ -143,8 +146,13 @@ def create_run_dir(resolved: Recipe, source: str | None) -> Path:
     except OSError as e:
         raise RecipeError([Problem(path="output_dir", message=(
             f"cannot write to '{root}' ({e.strerror}); choose another output_dir or fix its permissions"))], source)
-    run = new_run_dir(resolved)
-    run.mkdir(mode=0o700)
+    run = root / name if name else new_run_dir(resolved)
+    try:
+        run.mkdir(mode=0o700)
+    except FileExistsError:
+        raise RecipeError([Problem(path="", message=(
+            f"run folder '{run}' already exists; choose another --run-name (an earlier run is never reused)"))],
+            source)
     (run / "checkpoints").mkdir(mode=0o700)
     files = {f: sha256_file(f) for f in resolved.resolved["files"]}
     resolved.resolved = {
@@ -167,20 +175,34 @@ def _write_private(path: Path, text: str) -> None:
         f.write(text)
 
 
-def launch(run: Path) -> subprocess.Popen:
-    """Start the worker detached: its own session and process group, no terminal, output to train.log."""
+def launch(run: Path, node_rank: int = 0, main_address: str | None = None,
+           main_port: int | None = None) -> subprocess.Popen:
+    """Start this node's training detached: its own session and process group, no terminal, output to
+    train.log (train.node<K>.log on node K > 0 of a multi-node run, whose run folder is shared).
+
+    One process: `python -m training.worker RUN`. More (or a sharded strategy): `accelerate launch` with
+    the config written into the run folder; the pid file then names the launcher, whose children are the
+    workers. Every rank's output goes to the same log; only rank 0 writes events."""
+    from training.distributed import launch_argv, write_launch_files
+    from training.recipe import load_recipe
+
+    run = run.resolve()
+    hw = load_recipe(run / "recipe.yaml", check_paths=False).hardware
+    if hw.distributed and node_rank == 0:
+        write_launch_files(run, hw, main_address)
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     # the worker must import this very checkout of the project, whatever the current directory is
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    log = open(run / "train.log", "ab", buffering=0)
-    os.chmod(run / "train.log", 0o600)
-    run = run.resolve()
+    suffix = f".node{node_rank}" if node_rank else ""
+    log_path = run / f"train{suffix}.log"
+    log = open(log_path, "ab", buffering=0)
+    os.chmod(log_path, 0o600)
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "training.worker", str(run)], stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(launch_argv(run, hw, node_rank, main_address, main_port), stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=str(run))
     finally:
         log.close()
-    (run / "pid").write_text(f"{proc.pid}\n")
+    (run / f"pid{suffix}").write_text(f"{proc.pid}\n")
     return proc

@@ -41,8 +41,15 @@ def main(run_dir: str) -> int:
     from training.events import EventWriter
     from training.recipe import load_recipe
 
+    from training.distributed import is_main, world_size
+
     recipe = load_recipe(run / "recipe.yaml", check_paths=False)
-    ev = EventWriter(run / "events.jsonl")
+    # under `accelerate launch` every rank runs this; only rank 0 writes events (the others log to train.log)
+    main_rank = is_main()
+    ev = EventWriter(run / "events.jsonl", enabled=main_rank)
+    if world_size() > 1:
+        from training.distributed import rank
+        print(f"tune-wizard worker: rank {rank()}/{world_size()}, pid {os.getpid()}", flush=True)
     t0 = time.time()
     from training.data import DataError
     from training.stages.common import Ctx, StopFlag, cuda
@@ -51,6 +58,7 @@ def main(run_dir: str) -> int:
     import torch
     device = torch.cuda.get_device_name(0) if cuda() else "cpu"
     ev.emit("run_start", run_id=run.name, name=recipe.name, pid=os.getpid(), device=device,
+            world_size=world_size(), strategy=recipe.hardware.strategy,
             stages=[{"name": s.name, "type": s.type, "method": getattr(s, "method", "full")} for s in recipe.stages])
     base = recipe.model.id
     tok_src = base
@@ -60,13 +68,15 @@ def main(run_dir: str) -> int:
         for i, stage in enumerate(recipe.stages):
             ctx = Ctx(run_dir=run, events=ev, stage_index=i, base_model=base, tokenizer_src=tok_src,
                       revision=recipe.model.revision if base == recipe.model.id else None,
-                      trust_remote_code=recipe.model.trust_remote_code, seed=recipe.seed)
+                      trust_remote_code=recipe.model.trust_remote_code, seed=recipe.seed,
+                      is_main=main_rank, world_size=world_size())
             t_stage = time.time()
             if stage.type == "cpt":
                 from training.stages import cpt as mod
             else:
                 from training.stages import sft as mod
             res = mod.run(stage, ctx)
+            barrier()  # every rank waits until rank 0 has written this stage's output
             if res["stopped"]:
                 ev.emit("stopped", stage=stage.name, step=res["steps"], reason=StopFlag.reason or "signal")
                 status = "stopped"
@@ -89,7 +99,21 @@ def main(run_dir: str) -> int:
         ev.emit("error", stage=getattr(stage, "name", None), kind=kind, message=message, hint=hint)
     ev.emit("finished", status=status, outputs=outputs, runtime_s=time.time() - t0)
     ev.close()
+    if code == EXIT_OK:
+        _shutdown_process_group()
     return code
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _shutdown_process_group() -> None:
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

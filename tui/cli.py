@@ -2,6 +2,7 @@
 
   tune-wizard                         the interactive wizard
   tune-wizard --recipe R.yaml         run a recipe headless   [--dry-run] [--set key.path=value ...]
+                                      [--node-rank K --main-address HOST --run-name NAME]  (several nodes)
   tune-wizard attach [RUN_DIR]        follow a run (the latest by default)
   tune-wizard stop [RUN_DIR]          ask a run to checkpoint and stop
   tune-wizard runs                    list runs
@@ -41,7 +42,36 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="validate the recipe and print the resolved plan; train nothing")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a recipe key, e.g. --set stages.cpt.max_steps=20 (repeatable)")
+    m = p.add_argument_group("several machines (hardware.num_nodes > 1; see README: Beyond one GPU)")
+    m.add_argument("--node-rank", type=int, default=None, metavar="K",
+                   help="this machine's rank, 0 on the main node [env NODE_RANK, else 0]")
+    m.add_argument("--main-address", metavar="HOST", help="node 0's address for the rendezvous "
+                                                          "[hardware.main_address, env MASTER_ADDR]")
+    m.add_argument("--main-port", type=int, metavar="PORT", help="rendezvous port [hardware.main_port, env MASTER_PORT]")
+    m.add_argument("--run-name", metavar="NAME", help="the run folder's name under output_dir; required with "
+                                                      "several nodes, the same on each, so they share one folder")
     return p
+
+
+def node_args(args, hw) -> tuple[int, str | None, int | None, str | None]:
+    """(node rank, main address, main port, problem): flags, then the recipe, then the usual cluster env vars."""
+    multi = hw.num_nodes > 1
+    env = os.environ if multi else {}
+    rank = args.node_rank if args.node_rank is not None else int(env.get("NODE_RANK", 0) or 0)
+    addr = args.main_address or hw.main_address or env.get("MASTER_ADDR")
+    port = args.main_port or (int(env["MASTER_PORT"]) if env.get("MASTER_PORT") else None)
+    if not multi:
+        bad = "--node-rank and --main-address need hardware.num_nodes > 1" if (rank or args.main_address) else None
+        return 0, None, None, bad
+    if not 0 <= rank < hw.num_nodes:
+        return rank, addr, port, f"--node-rank {rank} is outside 0..{hw.num_nodes - 1} (hardware.num_nodes: {hw.num_nodes})"
+    if not addr:
+        return rank, addr, port, ("a multi-node run needs node 0's address: --main-address HOST on every node "
+                                  "(or hardware.main_address)")
+    if not args.run_name:
+        return rank, addr, port, ("a multi-node run needs --run-name NAME, the same on every node, so all nodes "
+                                  "share one run folder")
+    return rank, addr, port, None
 
 
 def run_recipe(args) -> int:
@@ -57,20 +87,31 @@ def run_recipe(args) -> int:
         n = len(e.problems)
         print(f"{n} problem{'s' if n != 1 else ''} in {args.recipe}; nothing was run", file=sys.stderr)
         return EXIT_BAD_INPUT
+    rank, addr, port, bad = node_args(args, resolved.hardware)
+    if bad:
+        err(bad)
+        return EXIT_BAD_INPUT
     if args.dry_run:
         print(describe(resolved))
         print("--- resolved recipe ---")
         print(dump_recipe(resolved), end="")
         return 0
-    try:
-        run = create_run_dir(resolved, args.recipe)
-    except RecipeError as e:
-        for line in e.lines():
-            err(line)
-        return EXIT_BAD_INPUT
+    if rank == 0:
+        try:
+            run = create_run_dir(resolved, args.recipe, args.run_name)
+        except RecipeError as e:
+            for line in e.lines():
+                err(line)
+            return EXIT_BAD_INPUT
+    else:  # node 0 creates the shared run folder; the others join it
+        from training.distributed import wait_for_run_dir
+        run = Path(os.path.expanduser(resolved.output_dir)).resolve() / args.run_name
+        if bad := wait_for_run_dir(run):
+            err(bad)
+            return EXIT_BAD_INPUT
     from tui.headless import follow
-    print(f"run folder: {run}", flush=True)
-    proc = launch(run)
+    print(f"run folder: {run}" + (f" (node {rank} of {resolved.hardware.num_nodes})" if rank else ""), flush=True)
+    proc = launch(run, rank, addr, port)
     return follow(run, proc)
 
 
@@ -79,6 +120,8 @@ def describe(r) -> str:
     from training.recipe import CptStage, expand_data
     lines = [f"recipe {r.name} (seed {r.seed}): model {r.model.id}",
              f"hardware: {r.hardware.gpu} x{r.hardware.gpu_count}, ${r.hardware.price_per_gpu_hour}/GPU-hour"
+             + (f"; {r.hardware.num_nodes} node(s) x {r.hardware.num_processes} process(es), {r.hardware.strategy}"
+                " via accelerate launch" if r.hardware.distributed else "")
              + (f", budget ${r.hardware.budget_usd}" if r.hardware.budget_usd is not None else "")]
     for i, st in enumerate(r.stages):
         stop = f"max_steps {st.max_steps}" if st.max_steps else f"{st.epochs:g} epochs"

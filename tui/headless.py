@@ -155,7 +155,22 @@ def stop(run: Path) -> bool:
         return False
     try:
         pid = int((run / "pid").read_text().strip())
-        os.kill(pid, signal.SIGTERM)
+        for target in _workers(run, pid):
+            os.kill(target, signal.SIGTERM)
         return True
     except (OSError, ValueError):
         return False
+
+
+def _workers(run: Path, pid: int) -> list[int]:
+    """The processes to signal. A multi-process run's pid names the `accelerate launch` process, whose
+    children are the workers: they get the signal (and agree on the step to stop at), so the launcher is
+    not interrupted and gives them all the time a checkpoint takes."""
+    if not (run / "accelerate_config.yaml").exists():
+        return [pid]
+    import psutil
+    try:
+        kids = [c.pid for c in psutil.Process(pid).children()]
+    except psutil.Error:
+        kids = []
+    return kids or [pid]

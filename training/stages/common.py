@@ -45,7 +45,8 @@ class Ctx:
     revision: str | None
     trust_remote_code: bool
     seed: int
-    is_main: bool = True
+    is_main: bool = True  # global rank 0: writes events, the tokenizer and the run's outputs
+    world_size: int = 1  # processes training together (data-parallel or sharded)
     resume_from: str | None = None  # a checkpoint folder of this stage
 
 
@@ -114,6 +115,7 @@ def training_args_kwargs(st, ctx: Ctx, precision: str, total_steps: int, has_eva
         dataloader_pin_memory=cuda(),
         optim="adamw_torch_fused" if cuda() else "adamw_torch",
         remove_unused_columns=False,
+        ddp_find_unused_parameters=False,  # every trainable weight is used each step (full model or LoRA)
     )
     return kw
 
@@ -164,11 +166,24 @@ class EventCallback(TrainerCallback):
                                  path=str(path.relative_to(self.ctx.run_dir)))
 
     def on_step_end(self, args, state, control, **kw):
+        if self.ctx.world_size > 1 and self.stopped_at is None:
+            StopFlag.requested = any_rank(StopFlag.requested, args.device)
         if StopFlag.requested and self.stopped_at is None:
             self.stopped_at = state.global_step
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+def any_rank(flag: bool, device) -> bool:
+    """True on every rank when it is true on one: all ranks must stop (and checkpoint) at the same step,
+    or the ones going on would wait forever for the others in the next all-reduce."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def load_tokenizer(ctx: Ctx):
@@ -187,5 +202,6 @@ def count_params(model) -> tuple[int, int]:
 
 
 def set_threads() -> None:
-    if not cuda():
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if not cuda():  # processes on the same machine share its cores
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))

@@ -108,7 +108,7 @@ def run(st: CptStage, ctx: Ctx) -> dict:
         raise DataError(f"stage {st.name}: the corpus gives fewer than seq_len={st.seq_len} tokens of training text; "
                         f"add text or lower seq_len")
     eval_ds, estats = tokenize_and_pack(files, st, tok, "eval") if st.eval_fraction > 0 else (None, {})
-    per_epoch, total = plan_steps(len(train_ds), st)
+    per_epoch, total = plan_steps(len(train_ds), st, ctx.world_size)
 
     # model
     model = AutoModelForCausalLM.from_pretrained(ctx.base_model, revision=ctx.revision,
@@ -118,7 +118,7 @@ def run(st: CptStage, ctx: Ctx) -> dict:
     n_total, n_train = count_params(model)
     ctx.events.emit("stage_start", stage=st.name, index=ctx.stage_index, type="cpt", method="full",
                     base=ctx.base_model, total_steps=total, steps_per_epoch=per_epoch, epochs=st.epochs,
-                    tokens_per_step=st.micro_batch_size * st.grad_accum * st.seq_len, precision=precision,
+                    tokens_per_step=st.micro_batch_size * st.grad_accum * st.seq_len * ctx.world_size, precision=precision,
                     params=n_total, trainable_params=n_train,
                     data={"documents": tstats.get("documents", 0), "duplicates_dropped": tstats.get("duplicates", 0),
                           "train_tokens": tstats["tokens"], "train_blocks": tstats["blocks"],
@@ -134,7 +134,8 @@ def run(st: CptStage, ctx: Ctx) -> dict:
     # save
     out = ctx.run_dir / st.name / "model"
     if not StopFlag.requested:
-        trainer.save_model(str(out))
-        tok.save_pretrained(str(out))
+        trainer.save_model(str(out))  # every rank calls it (FSDP/ZeRO-3 gather); only rank 0 writes
+        if ctx.is_main:
+            tok.save_pretrained(str(out))
     return {"output": str(out.relative_to(ctx.run_dir)), "kind": "model", "train_loss": result.training_loss,
             "steps": trainer.state.global_step, "stopped": StopFlag.requested, "last_loss": cb.last_loss}

@@ -91,7 +91,7 @@ def run(st: SftStage, ctx: Ctx) -> dict:
         raise DataError(f"{st.data}: every pair fell into the eval split; lower eval_fraction")
     train_ds = Dataset.from_list(train_rows)
     eval_ds = Dataset.from_list(eval_rows) if eval_rows else None
-    per_epoch, total = plan_steps(len(train_rows), st)
+    per_epoch, total = plan_steps(len(train_rows), st, ctx.world_size)
 
     # model
     model = load_model(st, ctx, precision)
@@ -117,7 +117,8 @@ def run(st: SftStage, ctx: Ctx) -> dict:
     kind = "model" if st.method == "full" else "adapter"
     out = ctx.run_dir / st.name / kind
     if not StopFlag.requested:
-        trainer.save_model(str(out))
-        tok.save_pretrained(str(out))
+        trainer.save_model(str(out))  # every rank calls it (FSDP/ZeRO-3 gather); only rank 0 writes
+        if ctx.is_main:
+            tok.save_pretrained(str(out))
     return {"output": str(out.relative_to(ctx.run_dir)), "kind": kind, "train_loss": result.training_loss,
             "steps": trainer.state.global_step, "stopped": StopFlag.requested, "last_loss": cb.last_loss}
