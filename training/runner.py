@@ -114,6 +114,11 @@ def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) ->
             if st.chat_template not in ("auto", "plain") and not Path(st.chat_template).is_file():
                 problems.append(Problem(path=f"stages.{i}.chat_template",
                                         message=f"'{st.chat_template}' is not a file; use auto, plain or a .jinja file"))
+    if r.hardware.strategy != "ddp" and not (gpus if gpus is not None else nvidia_gpus()):
+        # on the CPU the Trainer runs plain data-parallel whatever accelerate is told: say so instead
+        problems.append(Problem(path="hardware.strategy", message=(
+            f"{r.hardware.strategy} shards the model across CUDA GPUs and none was found; "
+            "use strategy: ddp on this machine")))
     if problems:
         raise RecipeError(problems, file)
     r.resolved = {"files": {k: None for k in sorted(files_seen)}}

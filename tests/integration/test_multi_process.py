@@ -59,6 +59,7 @@ def test_two_processes_write_one_stream_and_the_same_model(tmp_path):
     assert int((multi / "pid").read_text()) != ev[0]["pid"]
     log = (multi / "train.log").read_text()
     assert "rank 0/2" in log and "rank 1/2" in log  # every rank's output lands in train.log
+    assert "cpt: rank 1/2, MULTI_CPU" in log  # data-parallel over gloo, as accelerate set it up
 
     # outputs saved once, equal in shape to the single-process run's
     for rel in ("cpt/model/model.safetensors", "sft/adapter/adapter_model.safetensors"):
@@ -97,3 +98,11 @@ def test_two_nodes_on_one_host_share_one_run_folder(tmp_path):
     assert keys[-1] == CPT_STEPS and len(keys) == len(set(keys))
     assert "node 1 of 2" in out1 and "finished: ok" in out1  # node 1 follows the shared stream too
     assert (run / "train.node1.log").exists() and (run / "pid.node1").exists() and (run / "cpt/model").is_dir()
+
+
+def test_sharding_without_a_gpu_is_refused_before_anything_runs(tmp_path):
+    out = tmp_path / "runs"
+    rp = write_recipe(tmp_path / "r.yaml", tiny_recipe(out))
+    res = cli("--recipe", str(rp), "--set", "hardware.num_processes=2", "--set", "hardware.strategy=fsdp")
+    assert res.returncode == 2 and "hardware.strategy: fsdp shards the model across CUDA GPUs" in res.stderr
+    assert "Traceback" not in res.stderr and not out.exists()

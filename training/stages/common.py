@@ -133,6 +133,12 @@ class EventCallback(TrainerCallback):
         self.stopped_at = None
 
     def on_train_begin(self, args, state, control, **kw):
+        if self.ctx.world_size > 1:  # to train.log: what each rank really trains (DDP copy or FSDP shards)
+            from accelerate.state import AcceleratorState
+            param = next(kw["model"].parameters())  # FSDP2 shards in place: its parameters become DTensors
+            print(f"tune-wizard worker: {self.stage.name}: rank {args.process_index}/{args.world_size}, "
+                  f"{AcceleratorState().distributed_type.value}, parameters held as {type(param.data).__name__}",
+                  flush=True)
         self.t_start = self.t_last = time.time()
         self.step_last = state.global_step
         self.tok_last = state.num_input_tokens_seen or 0
