@@ -25,6 +25,7 @@ class ModelShape:
     tied: bool
     source: str = "table"  # config.json | hf-cache | table | params (shape borrowed from the nearest table entry)
     params_override: float | None = None  # set by --params: the count the user gave wins
+    max_positions: int | None = None      # longest sequence the model takes (config.json)
 
     @property
     def kv_dim(self) -> int:
@@ -98,7 +99,8 @@ def from_config(cfg: dict, name: str, source: str) -> ModelShape:
     return ModelShape(name=name, layers=int(cfg["num_hidden_layers"]), hidden=int(cfg["hidden_size"]),
                       intermediate=int(cfg.get("intermediate_size") or 4 * cfg["hidden_size"]), heads=heads,
                       kv_heads=int(cfg.get("num_key_value_heads") or heads), vocab=int(cfg["vocab_size"]),
-                      tied=bool(cfg.get("tie_word_embeddings", False)), source=source)
+                      tied=bool(cfg.get("tie_word_embeddings", False)), source=source,
+                      max_positions=cfg.get("max_position_embeddings"))
 
 
 def _hf_cache_config(model_id: str) -> Path | None:
