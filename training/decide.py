@@ -111,6 +111,8 @@ def decide(facts: Facts, cards: list[Card] | None = None) -> Decision:
     mb = facts.corpus.clean_mb if facts.corpus else 0.0
     n = facts.pairs.valid if facts.pairs else 0
     gap, budget = facts.gap, facts.budget_usd
+    if gap is None and facts.probe and facts.probe.get("suggested_gap"):
+        gap = facts.probe["suggested_gap"]
     est = estimate_all(facts.shape, facts.workload(), card, facts.gpu_count, facts.price_per_hour) if facts.shape else []
     d = Decision(path="rag_only", method=None, estimates=est, card=card)
     R, W = d.reasons.append, d.warnings.append
@@ -140,6 +142,8 @@ def decide(facts: Facts, cards: list[Card] | None = None) -> Decision:
         R("no gap: the base model already answers well -> no training; RAG for facts that change")
     else:
         W("no gap evidence (run with --probe or give --gap): the data volume alone decides")
+    if facts.gap is None and gap is not None:
+        d.reasons[-1] += f" (suggested by the gap probe: {facts.probe.get('summary', '')}; give --gap to decide yourself)"
 
     want_cpt = mb >= CPT_MIN_MB and gap in (None, "knowledge")
     want_sft = n >= PAIRS_MIN and gap != "none"
