@@ -109,7 +109,7 @@ class _Unit:
         h = int.from_bytes(digest[:8], "big")
         self.hashes.append(h)
         self.sizes.append(size)
-        if h in self.sample_keys or (len(self.sample) >= self.k and -self.sample[0][0] <= h):
+        if self.k <= 0 or h in self.sample_keys or (len(self.sample) >= self.k and -self.sample[0][0] <= h):
             return
         if len(self.sample) >= self.k:
             self.sample_keys.discard(-heapq.heappop(self.sample)[0])
@@ -235,9 +235,9 @@ def _plan_units(files: list[Path]) -> list[list[tuple[Path, int, int]]]:
 
 def _near_dup_rate(texts: list[str]) -> float:
     """Share of sampled documents that repeat an earlier one at Jaccard >= 0.8 (5-word shingles)."""
-    from datasketch import MinHash, MinHashLSH
     if len(texts) < 2:
         return 0.0
+    from datasketch import MinHash, MinHashLSH
     lsh = MinHashLSH(threshold=0.8, num_perm=128)
     sigs = []
     for i, t in enumerate(texts):
