@@ -156,30 +156,33 @@ def _line_number(path: Path, pos: int) -> int:
 
 
 def _scan_jsonl_range(path: Path, start: int, end: int, text_field: str, u: _Unit) -> None:
+    """Lines that START in [start, end): the range is read in one block, its last line completed."""
     with open(path, "rb") as f:
         if start:
             f.seek(start - 1)
-            f.readline()
+            if f.read(1) != b"\n":  # mid-line: that line belongs to the previous range
+                f.readline()
         pos = f.tell()
-        while pos < end:
-            line = f.readline()
-            if not line:
-                break
-            here, pos = pos, pos + len(line)
-            if not line.strip():
-                continue
-            try:
-                text = json.loads(line)[text_field]
-                if not isinstance(text, str):
-                    raise TypeError
-            except (ValueError, KeyError, TypeError, IndexError):
-                u.bad_rows += 1
-                if len(u.bad_examples) < 5:
-                    u.bad_examples.append(f"{path}:{_line_number(path, here)}: not JSON with a string '{text_field}'")
-                continue
-            raw = text.encode("utf-8", "replace")
-            u.bytes += len(raw)
-            u.add(_digest(normalized_bytes(raw)), len(raw), text)
+        data = f.read(max(0, end - pos))
+        if data and not data.endswith(b"\n"):
+            data += f.readline()
+    loads, digest, norm = json.loads, _digest, normalized_bytes
+    for line in data.split(b"\n"):
+        here, pos = pos, pos + len(line) + 1
+        if not line.strip():
+            continue
+        try:
+            text = loads(line)[text_field]
+            if not isinstance(text, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, IndexError):
+            u.bad_rows += 1
+            if len(u.bad_examples) < 5:
+                u.bad_examples.append(f"{path}:{_line_number(path, here)}: not JSON with a string '{text_field}'")
+            continue
+        raw = text.encode("utf-8", "replace")
+        u.bytes += len(raw)
+        u.add(digest(norm(raw)), len(raw), text)
 
 
 def _scan_parquet(path: Path, text_field: str, u: _Unit) -> None:
