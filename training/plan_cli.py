@@ -78,6 +78,15 @@ def main(argv: list[str]) -> int:
 
     if not a.model and not a.params:
         return _err("give --model (Hugging Face id or folder) or --params 8e9")
+    from training.recipe import BUILTIN
+    if any(x and x.startswith(BUILTIN) for x in [a.model, a.pairs, *a.corpus]):
+        from training.demo import resolve_builtin  # the demo's assets, built on first use
+        try:
+            a.model = resolve_builtin(a.model) if a.model and a.model.startswith(BUILTIN) else a.model
+            a.pairs = resolve_builtin(a.pairs) if a.pairs and a.pairs.startswith(BUILTIN) else a.pairs
+            a.corpus = [resolve_builtin(c) if c.startswith(BUILTIN) else c for c in a.corpus]
+        except KeyError as e:
+            return _err(f"unknown built-in {e}; use builtin:tiny-llama, builtin:demo-corpus, builtin:demo-pairs")
     if a.gpus < 1:
         return _err("--gpus must be 1 or more")
     cards = load_cards()
