@@ -6,6 +6,7 @@ import math
 import os
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,6 +191,18 @@ def any_rank(flag: bool, device) -> bool:
     t = torch.tensor([1 if flag else 0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+@contextmanager
+def main_rank_first(ctx: Ctx):
+    """Under several processes, rank 0 runs the block first (say, tokenizing into the run's cache) while
+    the others wait, then they run it and find the cache. One process: just runs it."""
+    if ctx.world_size <= 1:
+        yield
+        return
+    from accelerate import PartialState
+    with PartialState(cpu=not cuda()).main_process_first():
+        yield
 
 
 def load_tokenizer(ctx: Ctx):
