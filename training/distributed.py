@@ -40,7 +40,7 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def ds_zero3_config() -> dict:
+def ds_zero3_config(offload_optimizer: bool = False) -> dict:
     """DeepSpeed ZeRO-3 with every batch/precision field 'auto', so the HF Trainer fills them from each
     stage's arguments (the stages differ in batch size and accumulation); the full 16-bit weights are
     gathered on save so the run's model folder is an ordinary one."""
@@ -59,6 +59,8 @@ def ds_zero3_config() -> dict:
             "stage3_prefetch_bucket_size": "auto",
             "stage3_param_persistence_threshold": "auto",
             "stage3_gather_16bit_weights_on_model_save": True,
+            # the optimizer state in CPU RAM, stepped by DeepSpeed's CPU Adam: less GPU memory, slower steps
+            **({"offload_optimizer": {"device": "cpu", "pin_memory": True}} if offload_optimizer else {}),
         },
     }
 
@@ -112,7 +114,7 @@ def write_launch_files(run: Path, hw: Hardware, main_address: str | None = None)
     path.write_text("# written by tune-wizard from the recipe's hardware section; used by `accelerate launch`\n"
                     + yaml.safe_dump(accelerate_config(hw, run, main_address), sort_keys=False))
     if hw.strategy == "deepspeed-zero3":
-        (run / DS_CONFIG_NAME).write_text(json.dumps(ds_zero3_config(), indent=1) + "\n")
+        (run / DS_CONFIG_NAME).write_text(json.dumps(ds_zero3_config(hw.offload_optimizer), indent=1) + "\n")
     return path
 
 

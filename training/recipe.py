@@ -42,6 +42,7 @@ class Hardware(Strict):
     strategy: Literal["ddp", "fsdp", "deepspeed-zero3"] = Field(
         "ddp", description="ddp: a full copy per GPU; fsdp / deepspeed-zero3: weights, gradients and optimizer "
                            "state sharded across GPUs (when the model with its training state outgrows one card)")
+    offload_optimizer: bool = Field(False, description="deepspeed-zero3 only: optimizer state in CPU RAM (DeepSpeed CPU Adam)")
     main_address: str | None = Field(None, description="node 0's address for multi-node rendezvous (or --main-address)")
     main_port: int = Field(29500, ge=1, le=65535, description="rendezvous port on node 0 (multi-node)")
 
@@ -375,12 +376,10 @@ def _check_paths(recipe: Recipe, lines: dict[tuple, int]) -> list[Problem]:
 
 
 def _check_hardware(hw: Hardware, lines: dict[tuple, int]) -> list[Problem]:
-    """What the strategy needs on this machine (found without importing it)."""
-    import importlib.util
-    if hw.strategy == "deepspeed-zero3" and importlib.util.find_spec("deepspeed") is None:
-        return [Problem(path="hardware.strategy", line=_loc_line(("hardware", "strategy"), lines), message=(
-            "deepspeed-zero3 needs the deepspeed package, which is not installed; `pip install deepspeed` "
-            "(on a CUDA machine) or use strategy: fsdp"))]
+    """Hardware keys that only make sense together (what this machine has is checked by runner.resolve)."""
+    if hw.offload_optimizer and hw.strategy != "deepspeed-zero3":
+        return [Problem(path="hardware.offload_optimizer", line=_loc_line(("hardware", "offload_optimizer"), lines),
+                        message="optimizer offload is a DeepSpeed feature here; set strategy: deepspeed-zero3 or remove it")]
     return []
 
 

@@ -11,6 +11,7 @@ Nothing here imports torch: the face (headless or TUI) calls it and stays light.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.util
 import os
 import platform
 import socket
@@ -114,6 +115,10 @@ def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) ->
             if st.chat_template not in ("auto", "plain") and not Path(st.chat_template).is_file():
                 problems.append(Problem(path=f"stages.{i}.chat_template",
                                         message=f"'{st.chat_template}' is not a file; use auto, plain or a .jinja file"))
+    if r.hardware.strategy == "deepspeed-zero3" and importlib.util.find_spec("deepspeed") is None:
+        problems.append(Problem(path="hardware.strategy", message=(
+            "deepspeed-zero3 needs the deepspeed package, which is not installed; `pip install deepspeed` "
+            "(on a CUDA machine) or use strategy: fsdp")))
     if r.hardware.strategy != "ddp" and not (gpus if gpus is not None else nvidia_gpus()):
         # on the CPU the Trainer runs plain data-parallel whatever accelerate is told: say so instead
         problems.append(Problem(path="hardware.strategy", message=(

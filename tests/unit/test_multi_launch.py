@@ -11,6 +11,7 @@ import yaml
 
 from training.distributed import accelerate_config, launch_argv, wait_for_run_dir, write_launch_files
 from training.recipe import Hardware, RecipeError, load_recipe
+from training.runner import resolve
 from tui.cli import node_args
 
 GOOD = """\
@@ -56,10 +57,12 @@ def test_bad_strategy_and_counts_name_the_key_and_line(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is not None, reason="deepspeed is installed here")
 def test_zero3_without_deepspeed_says_what_to_install(tmp_path):
+    r = recipe(tmp_path, "  strategy: deepspeed-zero3\n  num_processes: 8")  # a valid recipe: plans write it
     with pytest.raises(RecipeError) as e:
-        recipe(tmp_path, "  strategy: deepspeed-zero3\n  num_processes: 8")
-    (line,) = e.value.lines()
-    assert ":6: hardware.strategy:" in line and "pip install deepspeed" in line and "strategy: fsdp" in line
+        resolve(r, "r.yaml")  # but this machine cannot run it
+    lines = e.value.lines()
+    assert any("hardware.strategy: deepspeed-zero3 needs the deepspeed package" in x and "pip install deepspeed" in x
+               for x in lines), lines
 
 
 def test_two_processes_one_node_is_torchrun_ddp_on_a_free_port(tmp_path):
@@ -96,6 +99,17 @@ def test_zero3_writes_a_deepspeed_config_the_trainer_fills(tmp_path):
     assert ds["zero_optimization"]["stage"] == 3 and ds["gradient_accumulation_steps"] == "auto"
     assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
     assert cfg["deepspeed_config"]["deepspeed_config_file"] == str(tmp_path / "ds_zero3.json")
+    assert "offload_optimizer" not in ds["zero_optimization"]
+    write_launch_files(tmp_path, Hardware(num_processes=8, strategy="deepspeed-zero3", offload_optimizer=True))
+    ds = json.loads((tmp_path / "ds_zero3.json").read_text())
+    assert ds["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+
+
+def test_optimizer_offload_needs_zero3(tmp_path):
+    with pytest.raises(RecipeError) as e:
+        recipe(tmp_path, "  strategy: fsdp\n  offload_optimizer: true")
+    (line,) = e.value.lines()
+    assert ":7: hardware.offload_optimizer:" in line and "deepspeed-zero3" in line
 
 
 def test_single_process_fsdp_still_goes_through_accelerate(tmp_path):
