@@ -139,6 +139,10 @@ def follow(run: Path, proc=None, out=sys.stdout) -> int:
         print(line, file=out)
     if proc is not None:
         code = proc.wait()
+        if finished is not None and (run / "accelerate_config.yaml").exists():
+            # accelerate's launcher exits 1 whatever the worker's status; the events say what happened
+            bad = any(e.get("event") == "error" and e.get("kind") == "bad_input" for e in seen)
+            code = {"ok": 0, "stopped": 0}.get(finished.get("status"), 2 if bad else 1)
         if code not in (0, 1, 2) or finished is None:
             print(f"the training process ended without finishing (exit {code}); last lines of "
                   f"{run / 'train.log'}:", file=out)

@@ -107,11 +107,11 @@ def run(st: CptStage, ctx: Ctx) -> dict:
     cache = ctx.run_dir / "cache" / st.name
     with main_rank_first(ctx):  # rank 0 tokenizes into the cache, the other ranks then read it
         train_ds, tstats = tokenize_and_pack(files, st, tok, "train", cache)
+        if train_ds is None:
+            from training.data import DataError
+            raise DataError(f"stage {st.name}: the corpus gives fewer than seq_len={st.seq_len} tokens of training "
+                            f"text; add text or lower seq_len")
         eval_ds, estats = tokenize_and_pack(files, st, tok, "eval", cache) if st.eval_fraction > 0 else (None, {})
-    if train_ds is None:
-        from training.data import DataError
-        raise DataError(f"stage {st.name}: the corpus gives fewer than seq_len={st.seq_len} tokens of training text; "
-                        f"add text or lower seq_len")
     per_epoch, total = plan_steps(len(train_ds), st, ctx.world_size)
 
     # model
