@@ -39,16 +39,14 @@ def main(run_dir: str) -> int:
     _quiet()
     run = Path(run_dir).resolve()
     from training.events import EventWriter
+    from training.distributed import is_main, rank, world_size
     from training.recipe import load_recipe
-
-    from training.distributed import is_main, world_size
 
     recipe = load_recipe(run / "recipe.yaml", check_paths=False)
     # under `accelerate launch` every rank runs this; only rank 0 writes events (the others log to train.log)
     main_rank = is_main()
     ev = EventWriter(run / "events.jsonl", enabled=main_rank)
     if world_size() > 1:
-        from training.distributed import rank
         print(f"tune-wizard worker: rank {rank()}/{world_size()}, pid {os.getpid()}", flush=True)
     t0 = time.time()
     from training.data import DataError
