@@ -164,7 +164,8 @@ def answers(model, tok, prompts: list[str], max_new_tokens: int) -> list[dict]:
             ids = torch.tensor([_render(tok, [{"role": "user", "content": p}], True)], device=model.device)
             gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                                  do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-            out.append({"prompt": p, "answer": tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True).strip()})
+            new = gen[0, ids.shape[1]:]
+            out.append({"prompt": p, "answer": tok.decode(new, skip_special_tokens=True).strip(), "new_tokens": len(new)})
     return out
 
 

@@ -173,8 +173,14 @@ def lm_eval_lines(meas: dict[str, dict[str, dict]]) -> list[str]:
 
 
 def answers_table(stage: str, m: dict[str, dict]) -> list[str]:
-    before = {x["prompt"]: x["answer"] for x in m.get("before", {}).get("answers") or []}
-    after = {x["prompt"]: x["answer"] for x in m.get("after", {}).get("answers") or []}
+    def shown(x: dict) -> str:
+        if x.get("answer"):
+            return x["answer"]
+        n = x.get("new_tokens")
+        return "(no text: it stopped at once)" if n == 0 else f"(no text: {n} tokens of whitespace)" if n else ""
+
+    before = {x["prompt"]: shown(x) for x in m.get("before", {}).get("answers") or []}
+    after = {x["prompt"]: shown(x) for x in m.get("after", {}).get("answers") or []}
     prompts = list(dict.fromkeys(list(before) + list(after)))
     if not prompts:
         return []
