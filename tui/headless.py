@@ -64,8 +64,8 @@ def render(ev: dict) -> str | None:
             parts.append(f"held-out pairs loss {ev['heldout_pairs_loss']:.4f}")
         warn = "  WARNING: general perplexity rose above the forgetting threshold" if ev.get("forgetting_warning") else ""
         return f"[{ev['stage']}] {ev.get('when')}: {', '.join(parts) or 'measured'}{warn}"
-    if e == "report":
-        return f"report: {ev['path']} in the run folder" if ev.get("path") else f"report failed: {ev.get('error')}"
+    if e == "report":  # the summary names the written report with its full path
+        return None if ev.get("path") else f"report failed: {ev.get('error')}"
     if e == "checkpoint":
         return f"[{ev['stage']}] checkpoint {ev['path']}"
     if e == "stage_end":
@@ -96,6 +96,8 @@ def summary(events: list[dict], run: Path) -> list[str]:
         ev_ = f", eval loss {s['eval']:.3f}" if s.get("eval") is not None else ""
         lines.append(f"  {name:<10} {s.get('steps', 0):>5} steps  {loss}{ev_}  {fmt_duration(s.get('time'))}  "
                      f"{s.get('out') or '(no output)'}")
+    if (run / "report.md").exists():
+        lines.append(f"report: {run / 'report.md'}")
     return lines
 
 
