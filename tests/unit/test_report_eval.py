@@ -116,3 +116,28 @@ def test_report_and_commands_stay_light():
             "heavy = [m for m in ('torch', 'transformers', 'peft', 'textual', 'matplotlib') if m in sys.modules]\n"
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_report_of_a_failed_run_without_measurements(tmp_path):
+    """A run folder as a crashed worker leaves it: steps and an error, no measure events, no finished event."""
+    import json
+
+    import yaml
+    from training.report import write_report
+
+    run = tmp_path / "run-1"
+    run.mkdir()
+    (run / "recipe.yaml").write_text(yaml.safe_dump(_recipe(hardware={"price_per_gpu_hour": 2.0})))
+    evs = [{"event": "run_start", "t": 1000.0, "device": "cpu"},
+           {"event": "stage_start", "t": 1001.0, "stage": "sft", "type": "sft"},
+           *({"event": "step", "t": 1001.0 + s, "stage": "sft", "step": s, "loss": 3.0 - 0.1 * s, "tokens": 100 * s,
+              "elapsed_s": float(s)} for s in range(1, 6)),
+           {"event": "eval", "t": 1006.0, "stage": "sft", "step": 5, "eval_loss": 2.9},
+           {"event": "error", "t": 1007.0, "stage": "sft", "kind": "oom", "message": "GPU out of memory", "hint": "lower it"}]
+    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evs))
+    text = write_report(run).read_text()
+    assert "status **unfinished" in text and "> error in sft: GPU out of memory (lower it)" in text
+    assert "No before/after measurements" in text and "no decision section" in text
+    assert "| sft | 5 | 500 | 100 |" in text  # 500 tokens over 5 s of training loop
+    assert "| cost (USD) | $0.0039 | no estimate | - |" in text  # 7 s at $2/h
+    assert (run / "plots" / "loss-sft.png").read_bytes()[:4] == b"\x89PNG"
