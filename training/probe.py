@@ -5,7 +5,7 @@ Measures:
   answers     the base model answers the user's domain prompts (greedy, max_new_tokens and max_time limits);
               the user's verdict on them (confuses domain rules / invents terms / right facts, wrong format /
               fine) is theirs to give (--gap, or the wizard's gap step)
-  perplexity  on a sample of the corpus and on recipes/reference_general.txt (general prose written for this
+  perplexity  on a sample of the corpus and on recipes/general_reference.txt (general prose written for this
               project); domain/reference ratio
   fertility   tokens per word on both; the domain words split into the most pieces
 Suggestion: a perplexity ratio above PPL_RATIO or a fertility ratio above FERTILITY_RATIO suggests a knowledge
@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-REFERENCE = Path(__file__).resolve().parent.parent / "recipes" / "reference_general.txt"
+REFERENCE = Path(__file__).resolve().parent.parent / "recipes" / "general_reference.txt"
 PPL_RATIO = 2.0
 FERTILITY_RATIO = 1.3
 SAMPLE_CHARS = 40_000   # of corpus text for perplexity and fertility

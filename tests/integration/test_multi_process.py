@@ -46,6 +46,9 @@ def test_two_processes_write_one_stream_and_the_same_model(tmp_path):
     for kind in ("step", "eval", "checkpoint"):  # each once: only rank 0 writes events
         keys = [(e["stage"], e["step"]) for e in ev if e["event"] == kind]
         assert keys and len(keys) == len(set(keys)), (kind, keys)
+    measured = [(e["stage"], e["when"]) for e in ev if e["event"] == "measure"]  # rank 0 measures, once
+    assert sorted(measured) == sorted((s, w) for s in ("cpt", "sft") for w in ("before", "after"))
+    assert kinds.count("report") == 1 and (multi / "report.md").is_file()
     steps = {s: [e["step"] for e in ev if e["event"] == "step" and e["stage"] == s] for s in ("cpt", "sft")}
     assert steps["cpt"][-1] == CPT_STEPS and steps["sft"][-1] == SFT_STEPS
     # both ranks trained: the tokens counted at the last CPT step are two ranks' packed blocks
