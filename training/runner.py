@@ -161,6 +161,13 @@ def create_run_dir(resolved: Recipe, source: str | None) -> Path:
     return run
 
 
+def write_private_atomic(path: Path, text: str) -> None:
+    """Replace a file (owner-only) with new text: a temporary file renamed over it."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _write_private(tmp, text)
+    os.replace(tmp, path)
+
+
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -182,5 +189,5 @@ def launch(run: Path) -> subprocess.Popen:
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=str(run))
     finally:
         log.close()
-    (run / "pid").write_text(f"{proc.pid}\n")
+    write_private_atomic(run / "pid", f"{proc.pid}\n")
     return proc

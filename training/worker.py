@@ -3,10 +3,16 @@
 Started by the runner in its own session (a dropped SSH connection does not reach it), with stdout and
 stderr going to RUN_DIR/train.log. It reads the resolved RUN_DIR/recipe.yaml, runs the stages in
 order (an sft stage after a full-weight stage starts from that stage's model), and writes
-RUN_DIR/events.jsonl. Exit status: 0 finished or stopped on request, 1 training failure, 2 bad input.
+RUN_DIR/events.jsonl, RUN_DIR/pid and RUN_DIR/heartbeat.
+
+The same command resumes a run: a stage whose output folder exists is done and skipped; a stage with a
+complete checkpoint continues from the newest one (half-written checkpoints are removed first).
+Exit status: 0 finished or stopped (signal or budget cap), 1 training failure, 2 bad input.
 """
 from __future__ import annotations
 
+import errno
+import json
 import os
 import sys
 import time
@@ -22,45 +28,111 @@ def _quiet() -> None:
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 
-def _explain(exc: BaseException, stage) -> tuple[str, str, str]:
+def _rel(run: Path, p) -> str | None:
+    return str(Path(p).relative_to(run)) if p else None
+
+
+def _explain(exc: BaseException, stage, run: Path, base: str) -> tuple[str, str, str]:
     """(kind, message, hint) for the error event and the one line the user sees."""
     import torch
+    from training import failures
+    from training.checkpoints import discard_incomplete, latest_complete
+    from training.stages.common import resolve_precision
+    from training.stages.guard import NonFiniteLoss
+
+    ck_dir = run / "checkpoints" / stage.name if stage is not None else None
+    last = latest_complete(ck_dir) if ck_dir else None
+    keep = f"the last good checkpoint is {_rel(run, last)}" if last else "no checkpoint had been written yet"
     msg = " ".join(str(exc).split())[:500] or type(exc).__name__
+    if isinstance(exc, NonFiniteLoss):
+        message, hint = failures.explain_nan(stage.type, getattr(stage, "method", "full"), stage.learning_rate,
+                                             resolve_precision(stage.precision), exc.step, exc.value)
+        return "nan_loss", f"{message}; {keep}", hint
     if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in msg.lower():
-        return ("oom", f"GPU out of memory: {msg[:200]}",
-                "lower micro_batch_size (raise grad_accum to keep the batch), set gradient_checkpointing: true, "
-                "shorten seq_len / max_seq_len, or use method: qlora")
-    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
-        return ("disk_full", f"disk full: {msg}", "free disk space in the run folder's file system, then resume")
+        try:
+            cfg = json.loads((Path(base) / "config.json").read_text())
+        except (OSError, ValueError):
+            cfg = {}
+        seq = getattr(stage, "seq_len", None) or getattr(stage, "max_seq_len", 1024)
+        m = failures.memory_input(cfg, stage.type, getattr(stage, "method", "full"), seq, stage.micro_batch_size,
+                                  resolve_precision(stage.precision), stage.gradient_checkpointing,
+                                  getattr(getattr(stage, "lora", None), "r", 16))
+        available = torch.cuda.mem_get_info()[1] if torch.cuda.is_available() else 0
+        message, hint = failures.explain_oom(m, stage.grad_accum, available)
+        return "oom", message, hint
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        removed = discard_incomplete(ck_dir) if ck_dir else []
+        gone = f"; removed the half-written {', '.join(n for n, _ in removed)}" if removed else ""
+        return ("disk_full", f"disk full while writing {exc.filename or 'a checkpoint'}{gone}; {keep}, intact",
+                "free disk space on the run folder's file system (or lower save_total_limit), then "
+                "tune-wizard --recipe R.yaml --resume")
     return ("exception", f"{type(exc).__name__}: {msg}", "see train.log in the run folder for the traceback")
 
 
 def main(run_dir: str) -> int:
+    os.umask(0o077)  # everything the run writes (checkpoints, outputs) is readable by its owner only
     _quiet()
     run = Path(run_dir).resolve()
-    from training.events import EventWriter
+    from training.redact import RedactingStream, secret_values
+    secrets = secret_values()
+    if secrets:
+        sys.stdout, sys.stderr = RedactingStream(sys.stdout, secrets), RedactingStream(sys.stderr, secrets)
+    from training.budget import Budget, elapsed_before
+    from training.checkpoints import discard_incomplete, latest_complete, step_of
+    from training.events import EventWriter, read_events
+    from training.heartbeat import Heartbeat
     from training.recipe import load_recipe
+    from training.resume import stage_output
 
+    (run / "pid").write_text(f"{os.getpid()}\n")
+    hb = Heartbeat(run).start()
     recipe = load_recipe(run / "recipe.yaml", check_paths=False)
+    earlier = read_events(run / "events.jsonl")
     ev = EventWriter(run / "events.jsonl")
     t0 = time.time()
+    hw = recipe.hardware
+    budget = Budget(hw.max_cost_usd, hw.price_per_gpu_hour, hw.gpu_count, t0, elapsed_before(earlier))
     from training.data import DataError
     from training.stages.common import Ctx, StopFlag, cuda
+    from training.stages.guard import Guard
 
     StopFlag.install()
     import torch
     device = torch.cuda.get_device_name(0) if cuda() else "cpu"
-    ev.emit("run_start", run_id=run.name, name=recipe.name, pid=os.getpid(), device=device,
+    ev.emit("run_start", run_id=run.name, name=recipe.name, pid=os.getpid(), device=device, resumed=bool(earlier),
             stages=[{"name": s.name, "type": s.type, "method": getattr(s, "method", "full")} for s in recipe.stages])
+    if recipe.model.trust_remote_code:
+        ev.emit("warning", kind="trust_remote_code", message=(
+            f"model.trust_remote_code is on: Python code shipped with {recipe.model.id} runs in this process"))
     base = recipe.model.id
     tok_src = base
     outputs: dict[str, str] = {}
     status, code, stage = "ok", EXIT_OK, None
     try:
         for i, stage in enumerate(recipe.stages):
+            out = stage_output(run, stage)
+            if out.is_dir():  # finished in an earlier segment: never redone
+                ev.emit("resume", stage=stage.name, done=True, output=_rel(run, out))
+                outputs[stage.name] = _rel(run, out)
+                if out.name == "model":
+                    base = tok_src = str(out)
+                continue
+            if StopFlag.requested:  # a stop that arrived while the previous stage was saving its output
+                ev.emit("stopped", stage=stage.name, step=0, reason=StopFlag.reason or "signal")
+                status = "stopped"
+                break
+            ck_dir = run / "checkpoints" / stage.name
+            removed = discard_incomplete(ck_dir)
+            ck = latest_complete(ck_dir)
+            if ck or removed:
+                ev.emit("resume", stage=stage.name, done=False, checkpoint=_rel(run, ck), step=step_of(ck) if ck else 0,
+                        discarded=[{"checkpoint": n, "why": why} for n, why in removed])
+            later = sum(s.max_steps or 0 for s in recipe.stages[i + 1:])
+            guard = Guard(stage.name, ev, budget, hb, later_steps=later)
             ctx = Ctx(run_dir=run, events=ev, stage_index=i, base_model=base, tokenizer_src=tok_src,
                       revision=recipe.model.revision if base == recipe.model.id else None,
-                      trust_remote_code=recipe.model.trust_remote_code, seed=recipe.seed)
+                      trust_remote_code=recipe.model.trust_remote_code, seed=recipe.seed,
+                      resume_from=str(ck) if ck else None, extra_callbacks=[guard])
             t_stage = time.time()
             if stage.type == "cpt":
                 from training.stages import cpt as mod
@@ -68,7 +140,8 @@ def main(run_dir: str) -> int:
                 from training.stages import sft as mod
             res = mod.run(stage, ctx)
             if res["stopped"]:
-                ev.emit("stopped", stage=stage.name, step=res["steps"], reason=StopFlag.reason or "signal")
+                ev.emit("stopped", stage=stage.name, step=res["steps"], reason=StopFlag.reason or "signal",
+                        checkpoint=_rel(run, latest_complete(ck_dir)), spent_usd=budget.spend(time.time()))
                 status = "stopped"
                 break
             outputs[stage.name] = res["output"]
@@ -77,18 +150,26 @@ def main(run_dir: str) -> int:
                     runtime_s=time.time() - t_stage)
             if res["kind"] == "model":  # later stages start from this stage's weights
                 base = tok_src = str(run / res["output"])
-    except DataError as e:
+    except (DataError, ValueError) as e:
+        if not isinstance(e, DataError) and "Unrecognized configuration class" not in str(e):
+            raise
         status, code = "failed", EXIT_BAD_INPUT
+        if not isinstance(e, DataError):
+            e = DataError(f"model.id: {base} is not a causal language model ({str(e).splitlines()[0][:160]}); "
+                          f"give a decoder model (Llama, Mistral, Qwen, ...)")
         ev.emit("error", stage=getattr(stage, "name", None), kind="bad_input", message=str(e),
                 hint="fix the input named above, then run the recipe again")
         print(f"error: {e}", file=sys.stderr)
     except BaseException as e:  # noqa: BLE001 - every failure must end in an error event
         status, code = "failed", EXIT_FAIL
-        kind, message, hint = _explain(e, stage)
+        kind, message, hint = _explain(e, stage, run, base)
         traceback.print_exc()
         ev.emit("error", stage=getattr(stage, "name", None), kind=kind, message=message, hint=hint)
-    ev.emit("finished", status=status, outputs=outputs, runtime_s=time.time() - t0)
+    ev.emit("finished", status=status, outputs=outputs, runtime_s=time.time() - t0,
+            spent_usd=budget.spend(time.time()))
     ev.close()
+    hb.update(status=status)
+    hb.stop()
     return code
 
 
