@@ -154,6 +154,9 @@ class RecipeError(Exception):
 def _node_to_data(node: yaml.Node, lines: dict[tuple, int], path: tuple) -> Any:
     """Build plain data from a composed YAML node, remembering the line of every key path."""
     lines[path] = node.start_mark.line + 1
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
+        # e.g. !!python/object/apply: a recipe is data, so no tag may make it build objects
+        raise yaml.constructor.ConstructorError(None, None, f"tag {node.tag} is not allowed", node.start_mark)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for k, v in node.value:

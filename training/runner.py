@@ -18,7 +18,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from training.data import DataError, read_pairs, sha256_file, sniff_text_file
+from training.data import DataError, iter_documents, read_pairs, sha256_file, sniff_text_file
 from training.recipe import BUILTIN, CptStage, Problem, Recipe, RecipeError, SftStage, expand_data
 
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets", "liger-kernel")
@@ -60,6 +60,17 @@ def _abs(p: str) -> str:
     return str(Path(os.path.expanduser(p)).resolve())
 
 
+def _corpus_jsonl_problem(path: Path, text_field: str, max_lines: int = 200_000) -> str | None:
+    """The first broken line of a .jsonl corpus file (its first `max_lines` lines; the worker checks the rest)."""
+    try:
+        for _, ln, _ in iter_documents([path], text_field):
+            if ln >= max_lines:
+                break
+    except DataError as e:
+        return str(e)
+    return None
+
+
 def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) -> Recipe:
     """A copy of the recipe with real absolute paths, and every input problem found before training."""
     from training.demo import resolve_builtin
@@ -83,6 +94,8 @@ def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) ->
                     files_seen[str(f.resolve())] = f
                     if check_data and (why := sniff_text_file(f)):
                         problems.append(Problem(path=f"stages.{i}.data.{j}", message=f"{f} {why}; fix or remove it"))
+                    elif check_data and f.suffix.lower() == ".jsonl" and (why := _corpus_jsonl_problem(f, st.text_field)):
+                        problems.append(Problem(path=f"stages.{i}.data.{j}", message=why))
         elif isinstance(st, SftStage):
             st.data = _abs(resolve_builtin(st.data) if st.data.startswith(BUILTIN) else st.data)
             f = Path(st.data)
