@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -70,6 +71,11 @@ def _explain(exc: BaseException, stage, run: Path, base: str) -> tuple[str, str,
 
 
 def main(run_dir: str) -> int:
+    # a stop that arrives while torch is still importing is kept and honoured at the first step
+    early: list[str] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: early.append(signal.Signals(signum).name))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     os.umask(0o077)  # everything the run writes (checkpoints, outputs) is readable by its owner only
     _quiet()
     run = Path(run_dir).resolve()
@@ -97,6 +103,8 @@ def main(run_dir: str) -> int:
     from training.stages.guard import Guard
 
     StopFlag.install()
+    if early:
+        StopFlag.requested, StopFlag.reason = True, early[0]
     import torch
     device = torch.cuda.get_device_name(0) if cuda() else "cpu"
     ev.emit("run_start", run_id=run.name, name=recipe.name, pid=os.getpid(), device=device, resumed=bool(earlier),

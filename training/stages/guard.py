@@ -79,6 +79,7 @@ class Guard(TrainerCallback):
     def _check_budget(self, state, control) -> None:
         now = time.time()
         b = self.budget
+        self._warn_projection(state, now)
         if b.reached(now):
             if not StopFlag.requested:
                 StopFlag.requested, StopFlag.reason = True, "budget"
@@ -87,7 +88,9 @@ class Guard(TrainerCallback):
                                      spent_usd=b.spend(now), cap_usd=b.cap_usd)
             control.should_save = True
             control.should_training_stop = True
-            return
+
+    def _warn_projection(self, state, now: float) -> None:
+        b = self.budget
         done = state.global_step - self._step_first
         if self._warned or done < 1:
             return
