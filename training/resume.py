@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from training.budget import elapsed_before
 from training.checkpoints import latest_complete
 from training.data import sha256_file
 from training.events import read_events
@@ -102,7 +103,13 @@ def check_resumable(run: Path, fresh: Recipe, source: str) -> Recipe:
     probs += [Problem(path="data", message=m) for m in data_changes(stored)]
     if probs:
         raise RecipeError(probs, source)
-    stored.hardware = fresh.hardware
+    stored.hardware = hw = fresh.hardware
+    spent_s = elapsed_before(read_events(run / "events.jsonl"))
+    spent = spent_s / 3600 * hw.price_per_gpu_hour * hw.gpu_count
+    if hw.max_cost_usd is not None and spent >= hw.max_cost_usd:
+        raise RecipeError([Problem(path="hardware.max_cost_usd", message=(
+            f"the run has already spent ${spent:.2f} of the ${hw.max_cost_usd:.2f} cap; raise it to resume, "
+            f"e.g. --set hardware.max_cost_usd={max(hw.max_cost_usd * 2, spent + 1):.0f}"))], source)
     return stored
 
 
@@ -115,6 +122,3 @@ def plan(run: Path, recipe: Recipe) -> list[dict]:
         out.append({"stage": st.name, "done": done, "checkpoint": str(ck) if ck else None})
     return out
 
-
-def has_events(run: Path) -> bool:
-    return bool(read_events(run / "events.jsonl"))

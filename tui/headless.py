@@ -155,7 +155,8 @@ def follow(run: Path, proc=None, out=sys.stdout, offset: int = 0) -> int:
     if proc is not None:
         code = proc.wait()
         if code not in (0, 1, 2):
-            print(f"the training process died (exit {code}); see {run / 'train.log'}", file=out)
+            print(f"the training process died (exit {code}); see {run / 'train.log'}\n"
+                  f"  continue from its last complete checkpoint: tune-wizard --recipe R.yaml --resume {run}", file=out)
             code = 1
         return code
     if finished is None:

@@ -61,6 +61,9 @@ def test_terminal_closes_and_the_budget_cap_stops_the_run(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "warning: projected cost $" in r.stdout and "budget cap reached" in r.stdout
     assert "stopped in cpt" in r.stdout
+    # the same cap is spent: resuming would stop at once, so it is refused, and says how to raise it
+    r = cli("--recipe", str(recipe), "--resume", str(run), "--dry-run")
+    assert r.returncode == 2 and "hardware.max_cost_usd: the run has already spent $" in r.stderr
     # a higher cap is a valid resume (hardware may change); --dry-run shows the plan and writes nothing
     before = (run / "recipe.yaml").read_bytes()
     r = cli("--recipe", str(recipe), "--resume", str(run), "--set", "hardware.max_cost_usd=50", "--dry-run")
