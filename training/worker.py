@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -31,6 +32,21 @@ def _quiet() -> None:
 
 def _rel(run: Path, p) -> str | None:
     return str(Path(p).relative_to(run)) if p else None
+
+
+def _disk_full(exc: BaseException, run: Path) -> bool:
+    """ENOSPC anywhere in the exception chain, or a failed write with the run's file system (almost) full:
+    torch.save reports a full disk as RuntimeError("... unexpected pos ..."), without the errno."""
+    e: BaseException | None = exc
+    while e is not None:
+        if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    try:
+        u = shutil.disk_usage(run)
+    except OSError:
+        return False
+    return isinstance(exc, (OSError, RuntimeError)) and u.free < min(256 << 20, u.total // 100)
 
 
 def _explain(exc: BaseException, stage, run: Path, base: str) -> tuple[str, str, str]:
@@ -61,10 +77,10 @@ def _explain(exc: BaseException, stage, run: Path, base: str) -> tuple[str, str,
         available = torch.cuda.mem_get_info()[1] if torch.cuda.is_available() else 0
         message, hint = failures.explain_oom(m, stage.grad_accum, available)
         return "oom", message, hint
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+    if _disk_full(exc, run):
         removed = discard_incomplete(ck_dir) if ck_dir else []
         gone = f"; removed the half-written {', '.join(n for n, _ in removed)}" if removed else ""
-        return ("disk_full", f"disk full while writing {exc.filename or 'a checkpoint'}{gone}; {keep}, intact",
+        return ("disk_full", f"disk full while writing {getattr(exc, 'filename', None) or 'a checkpoint'}{gone}; {keep}, intact",
                 "free disk space on the run folder's file system (or lower save_total_limit), then "
                 "tune-wizard --recipe R.yaml --resume")
     return ("exception", f"{type(exc).__name__}: {msg}", "see train.log in the run folder for the traceback")
@@ -170,8 +186,12 @@ def main(run_dir: str) -> int:
         print(f"error: {e}", file=sys.stderr)
     except BaseException as e:  # noqa: BLE001 - every failure must end in an error event
         status, code = "failed", EXIT_FAIL
-        kind, message, hint = _explain(e, stage, run, base)
         traceback.print_exc()
+        try:
+            kind, message, hint = _explain(e, stage, run, base)
+        except Exception:  # noqa: BLE001 - explaining must never hide the failure itself
+            traceback.print_exc()
+            kind, message, hint = "exception", f"{type(e).__name__}: {e}", "see train.log in the run folder"
         ev.emit("error", stage=getattr(stage, "name", None), kind=kind, message=message, hint=hint)
     ev.emit("finished", status=status, outputs=outputs, runtime_s=time.time() - t0,
             spent_usd=budget.spend(time.time()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 
 import pytest
 
@@ -143,3 +144,28 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path):
     assert checkpoint_problem(ck / "checkpoint-2") is None and (ck / "checkpoint-2" / MARKER).is_file()
     assert not (run / "cpt" / "model").exists()
     assert "error [disk_full]" in r.stdout and os.path.getsize(ck / "checkpoint-2" / "optimizer.pt") > 0
+
+
+def test_a_really_full_disk_keeps_the_previous_checkpoint(tmp_path):
+    """A 24 MB tmpfs as the output folder: checkpoint-2 (16 MB) fits, checkpoint-4 does not."""
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        data = tiny_recipe(mnt, 4, 2)
+        data["stages"] = data["stages"][:1]
+        data["stages"][0].update(save_steps=2, logging_steps=1, micro_batch_size=2, eval_steps=4)
+        r = cli("--recipe", str(write_recipe(tmp_path / "full.yaml", data)))
+        assert r.returncode == 1, r.stdout + r.stderr
+        run = only_run(mnt)
+        errs = [e for e in events_of(run) if e["event"] == "error"]
+        assert errs, (run / "train.log").read_text()[-3000:]
+        err = errs[0]
+        assert err["kind"] == "disk_full", err
+        assert "checkpoints/cpt/checkpoint-2, intact" in err["message"]
+        ck = run / "checkpoints" / "cpt"
+        assert sorted(p.name for p in ck.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-2"]
+        assert checkpoint_problem(ck / "checkpoint-2") is None
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
