@@ -3,8 +3,9 @@
   python bench/fault_drill.py [--seed 7] [--sigterm 5] [--sigkill 3] [--cpt-steps 12] [--sft-steps 8]
 
 1. one uninterrupted run of recipes/demo.yaml (shortened with --set, logging every step) is the reference;
-2. each trial starts the same recipe, waits a random time (uniform over 5-95% of the reference's wall time,
-   so start-up, both stages and the stage change are all hit), sends SIGTERM or SIGKILL to the worker,
+2. each trial starts the same recipe, waits for a random number of logged steps (0..cpt+sft, uniform, so
+   start-up, both stages and the stage change are all hit; counting steps, not seconds, keeps the points
+   spread on a loaded machine) plus 0-1.5 s, sends SIGTERM or SIGKILL to the worker,
    then runs `tune-wizard --recipe R --resume RUN` until the run finishes;
 3. a trial passes when the first segment exits as it should (SIGTERM: exit 0 and a `stopped` event;
    SIGKILL: the process died), every stage ends at its planned step count, and every loss, the final one
@@ -50,7 +51,8 @@ def overrides(a) -> list[str]:
     return ["--set", f"stages.cpt.max_steps={a.cpt_steps}", "--set", f"stages.sft.max_steps={a.sft_steps}",
             "--set", "stages.cpt.logging_steps=1", "--set", "stages.sft.logging_steps=1",
             "--set", f"stages.cpt.micro_batch_size={a.batch}", "--set", f"stages.sft.micro_batch_size={a.batch}",
-            "--set", f"stages.cpt.save_steps={a.save_steps}", "--set", f"stages.sft.save_steps={a.save_steps}"]
+            "--set", f"stages.cpt.save_steps={a.save_steps}", "--set", f"stages.sft.save_steps={a.save_steps}",
+            "--set", f"stages.cpt.eval_steps={a.cpt_steps}", "--set", f"stages.sft.eval_steps={a.sft_steps}"]
 
 
 def start(a, out: Path):
@@ -67,14 +69,27 @@ def run_folder(out: Path, timeout: float = 60) -> Path | None:
     return None
 
 
-def trial(a, kind: str, delay: float, out: Path, ref: dict) -> dict:
+def wait_for_steps(run: Path, n: int, front, timeout: float = 600) -> None:
+    """Until the run has logged `n` steps in all (0: not at all), or has ended."""
+    end = time.time() + timeout
+    while time.time() < end and front.poll() is None:
+        if sum(1 for e in read_events(run / "events.jsonl") if e.get("event") == "step") >= n:
+            return
+        time.sleep(0.05)
+
+
+def trial(a, kind: str, target: int, delay: float, out: Path, ref: dict) -> dict:
+    """Kill the worker `delay` seconds after the run logged its `target`-th step (0: during start-up)."""
     front = start(a, out)
     run = run_folder(out)
-    t_launch = time.time()
-    time.sleep(max(0.0, delay - (time.time() - t_launch)))
+    wait_for_steps(run, target, front)
+    time.sleep(delay)
     pid = int((run / "pid").read_text())
     before = [e for e in read_events(run / "events.jsonl") if e.get("event") == "step"]
-    os.kill(pid, signal.SIGTERM if kind == "SIGTERM" else signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGTERM if kind == "SIGTERM" else signal.SIGKILL)
+    except ProcessLookupError:  # the run finished first: that trial tested nothing, and fails below
+        kind = "missed"
     first_out, _ = front.communicate()
     first_code = front.returncode
     seg1 = read_events(run / "events.jsonl")
@@ -99,7 +114,7 @@ def trial(a, kind: str, delay: float, out: Path, ref: dict) -> dict:
         and set(got) == set(ref)
     lost = (last_step - (resumed_from or {}).get("step", 0)) if kind == "SIGKILL" and resumed_from else 0
     first_ok = (first_code == 0 and bool(stopped)) if kind == "SIGTERM" else first_code != 0
-    res = {"signal": kind, "delay_s": round(delay, 1), "at": at, "first_exit": first_code,
+    res = {"signal": kind, "target_step": target, "delay_s": round(delay, 2), "at": at, "first_exit": first_code,
            "stopped_event": bool(stopped), "resumes": resumes, "resumed_from": (resumed_from or {}).get("checkpoint"),
            "steps_redone": lost, "final_status": evs[-1].get("status") if evs else None,
            "steps_ok": steps_ok, "final_loss": got.get(final_key), "ref_final_loss": ref[final_key],
@@ -137,11 +152,13 @@ def main() -> int:
     plan = ["SIGTERM"] * a.sigterm + ["SIGKILL"] * a.sigkill
     rng.shuffle(plan)
     results = []
+    total = a.cpt_steps + a.sft_steps
     for i, kind in enumerate(plan):
-        delay = rng.uniform(0.05, 0.95) * ref_wall
-        r = trial(a, kind, delay, work / f"t{i}", ref)
+        # a random point of the run: after a random number of logged steps (0: start-up), plus a random fraction of a step, so saves, evals and the stage change are hit too
+        target, delay = rng.randint(0, total - 1), rng.uniform(0.0, 1.5)
+        r = trial(a, kind, target, delay, work / f"t{i}", ref)
         results.append(r)
-        print(f"trial {i + 1}: {kind:<7} after {r['delay_s']:>5.1f} s at {r['at']:<10} first exit {r['first_exit']:>3}  "
+        print(f"trial {i + 1}: {kind:<7} {r['delay_s']:>4.2f} s after step {target:>2}, last logged {r['at']:<10} first exit {r['first_exit']:>3}  "
               f"resumed from {r['resumed_from'] or 'the start'}  redone {r['steps_redone']}  "
               f"final loss {r['final_loss']}  max |diff| {r['max_abs_diff']}  {'PASS' if r['pass'] else 'FAIL'}",
               flush=True)
