@@ -6,20 +6,24 @@ from dataclasses import dataclass
 
 
 def elapsed_before(events: list[dict]) -> float:
-    """Seconds of wall time already spent by earlier segments: each run_start to that segment's last event."""
-    total, start, last = 0.0, None, None
+    """Seconds of wall time already spent by earlier segments: a segment's `finished` runtime_s (counted
+    from the worker's start, like the spend), or for a killed segment its run_start to its last event."""
+    total, start, last, runtime = 0.0, None, None, None
+
+    def close():
+        return runtime if runtime is not None else (max(0.0, last - start) if start is not None else 0.0)
+
     for ev in events:
         t = ev.get("t")
         if not isinstance(t, (int, float)):
             continue
         if ev.get("event") == "run_start":
-            if start is not None and last is not None:
-                total += max(0.0, last - start)
-            start = t
+            total += close()
+            start, runtime = t, None
+        elif ev.get("event") == "finished" and isinstance(ev.get("runtime_s"), (int, float)):
+            runtime = ev["runtime_s"]
         last = t
-    if start is not None and last is not None:
-        total += max(0.0, last - start)
-    return total
+    return total + close()
 
 
 @dataclass

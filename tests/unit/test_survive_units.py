@@ -143,9 +143,12 @@ def test_halving_the_micro_batch_keeps_the_effective_batch():
 # ---------------------------------------------------------------- budget
 
 def test_spend_counts_every_segment():
+    # a killed segment counts to its last event; a finished one by its runtime (from the worker's start)
     evs = [{"event": "run_start", "t": 100.0}, {"event": "step", "t": 400.0},
-           {"event": "run_start", "t": 1000.0}, {"event": "finished", "t": 1300.0}]
+           {"event": "run_start", "t": 1000.0}, {"event": "finished", "t": 1300.0, "runtime_s": 300.0}]
     assert elapsed_before(evs) == 600.0
+    evs[-1]["runtime_s"] = 320.0
+    assert elapsed_before(evs) == 620.0
     b = Budget(cap_usd=10.0, price_per_gpu_hour=4.0, gpu_count=2, t0=0.0, spent_before_s=600.0)
     assert b.spend(1800.0) == pytest.approx(2400 / 3600 * 8)
     assert not b.reached(1800.0)
