@@ -61,8 +61,8 @@ def render(ev: dict) -> str | None:
     if e == "error":
         return f"error [{ev.get('kind')}] {ev.get('message')}\n  what to do: {ev.get('hint')}"
     if e == "stopped":
-        where = f" ({ev['checkpoint']})" if ev.get("checkpoint") else ""
-        return (f"stopped in {ev.get('stage')} at step {ev.get('step')} ({ev.get('reason')}); checkpoint saved{where}; "
+        saved = f"checkpoint {ev['checkpoint']}" if ev.get("checkpoint") else "no checkpoint of this stage yet"
+        return (f"stopped in {ev.get('stage')} at step {ev.get('step')} ({ev.get('reason')}); {saved}; "
                 f"continue with: tune-wizard --recipe R.yaml --resume")
     if e == "resume":
         if ev.get("done"):
