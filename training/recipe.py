@@ -64,6 +64,8 @@ class Hardware(Strict):
     def distributed(self) -> bool:
         """True when the run goes through `accelerate launch` rather than one plain process."""
         return self.world_size > 1 or self.strategy != "ddp"
+    max_cost_usd: float | None = Field(None, gt=0, description=(
+        "hard cap: checkpoint and stop when elapsed hours x price_per_gpu_hour x gpu_count reaches it"))
 
 
 class LoraSpec(Strict):
@@ -204,6 +206,9 @@ class RecipeError(Exception):
 def _node_to_data(node: yaml.Node, lines: dict[tuple, int], path: tuple) -> Any:
     """Build plain data from a composed YAML node, remembering the line of every key path."""
     lines[path] = node.start_mark.line + 1
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
+        # e.g. !!python/object/apply: a recipe is data, so no tag may make it build objects
+        raise yaml.constructor.ConstructorError(None, None, f"tag {node.tag} is not allowed", node.start_mark)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for k, v in node.value:
@@ -362,6 +367,22 @@ def expand_data(spec: str) -> list[Path]:
     return [x for x in found if x.is_file() and x.suffix.lower() in DATA_SUFFIXES]
 
 
+def _not_causal_lm(config_file: Path) -> str | None:
+    """Why a saved model is not a causal (decoder) language model, or None when it is or we cannot tell."""
+    import json
+    try:
+        cfg = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "has a config.json that is not valid JSON; is the download complete?"
+    if not isinstance(cfg, dict):
+        return "has a config.json that is not a JSON object"
+    archs = cfg.get("architectures") or []
+    if archs and not any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return (f"is a {', '.join(map(str, archs))}, not a causal language model; "
+                f"CPT and SFT need a decoder model (Llama, Mistral, Qwen, ...)")
+    return None
+
+
 def _check_paths(recipe: Recipe, lines: dict[tuple, int]) -> list[Problem]:
     """What pydantic cannot see: data files that do not exist, model folders that are not models."""
     probs = []
@@ -374,6 +395,8 @@ def _check_paths(recipe: Recipe, lines: dict[tuple, int]) -> list[Problem]:
         elif not (d / "config.json").is_file():
             probs.append(Problem(path="model.id", line=_loc_line(("model", "id"), lines),
                                  message=f"'{mid}' has no config.json, so it is not a saved model folder"))
+        elif why := _not_causal_lm(d / "config.json"):
+            probs.append(Problem(path="model.id", line=_loc_line(("model", "id"), lines), message=f"'{mid}' {why}"))
     elif mid.startswith(BUILTIN) and mid[len(BUILTIN):] not in ("tiny-llama",):
         probs.append(Problem(path="model.id", line=_loc_line(("model", "id"), lines),
                              message="the only built-in model is builtin:tiny-llama"))

@@ -16,11 +16,10 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
-from training.data import DataError, read_pairs, sha256_file, sniff_text_file
+from training.data import DataError, iter_documents, read_pairs, sha256_file, sniff_text_file
 from training.recipe import BUILTIN, CptStage, Problem, Recipe, RecipeError, SftStage, expand_data
 
 GENERAL_REFERENCE = Path(__file__).resolve().parent.parent / "recipes" / "general_reference.txt"
@@ -63,6 +62,17 @@ def _abs(p: str) -> str:
     return str(Path(os.path.expanduser(p)).resolve())
 
 
+def _corpus_jsonl_problem(path: Path, text_field: str, max_lines: int = 200_000) -> str | None:
+    """The first broken line of a .jsonl corpus file (its first `max_lines` lines; the worker checks the rest)."""
+    try:
+        for _, ln, _ in iter_documents([path], text_field):
+            if ln >= max_lines:
+                break
+    except DataError as e:
+        return str(e)
+    return None
+
+
 def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) -> Recipe:
     """A copy of the recipe with real absolute paths, and every input problem found before training."""
     from training.demo import resolve_builtin
@@ -86,6 +96,8 @@ def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) ->
                     files_seen[str(f.resolve())] = f
                     if check_data and (why := sniff_text_file(f)):
                         problems.append(Problem(path=f"stages.{i}.data.{j}", message=f"{f} {why}; fix or remove it"))
+                    elif check_data and f.suffix.lower() == ".jsonl" and (why := _corpus_jsonl_problem(f, st.text_field)):
+                        problems.append(Problem(path=f"stages.{i}.data.{j}", message=why))
         elif isinstance(st, SftStage):
             st.data = _abs(resolve_builtin(st.data) if st.data.startswith(BUILTIN) else st.data)
             f = Path(st.data)
@@ -185,6 +197,13 @@ def create_run_dir(resolved: Recipe, source: str | None, name: str | None = None
     return run
 
 
+def write_private_atomic(path: Path, text: str) -> None:
+    """Replace a file (owner-only) with new text: a temporary file renamed over it."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _write_private(tmp, text)
+    os.replace(tmp, path)
+
+
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -220,5 +239,5 @@ def launch(run: Path, node_rank: int = 0, main_address: str | None = None,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=str(run))
     finally:
         log.close()
-    (run / f"pid{suffix}").write_text(f"{proc.pid}\n")
+    write_private_atomic(run / f"pid{suffix}", f"{proc.pid}\n")
     return proc

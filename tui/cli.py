@@ -3,6 +3,7 @@
   tune-wizard                         the interactive wizard
   tune-wizard --recipe R.yaml         run a recipe headless   [--dry-run] [--set key.path=value ...]
                                       [--node-rank K --main-address HOST --run-name NAME]  (several nodes)
+  tune-wizard --recipe R.yaml --resume [RUN_DIR]   continue a stopped or killed run from its last checkpoint
   tune-wizard attach [RUN_DIR]        follow a run (the latest by default)
   tune-wizard stop [RUN_DIR]          ask a run to checkpoint and stop
   tune-wizard runs                    list runs
@@ -57,6 +58,8 @@ def main_parser() -> argparse.ArgumentParser:
     m.add_argument("--main-port", type=int, metavar="PORT", help="rendezvous port [hardware.main_port, env MASTER_PORT]")
     m.add_argument("--run-name", metavar="NAME", help="the run folder's name under output_dir; required with "
                                                       "several nodes, the same on each, so they share one folder")
+    p.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR",
+                   help="continue this recipe's run from its last checkpoint (default: its newest unfinished run)")
     return p
 
 
@@ -81,6 +84,47 @@ def node_args(args, hw) -> tuple[int, str | None, int | None, str | None]:
     return rank, addr, port, None
 
 
+def _bad(e, source) -> int:
+    for line in e.lines():
+        err(line)
+    n = len(e.problems)
+    print(f"{n} problem{'s' if n != 1 else ''} in {source}; nothing was run", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def resume_recipe(args) -> int:
+    """--resume: the run's own recipe (hardware may change), same data; nothing is written on refusal."""
+    from training.recipe import RecipeError, dump_recipe, load_recipe
+    from training.resume import check_resumable, find_run, plan
+    from training.runner import launch, resolve, write_private_atomic
+
+    try:
+        recipe = load_recipe(args.recipe, args.overrides)
+        run = find_run(recipe, args.resume, args.recipe)
+        stored = check_resumable(run, resolve(recipe, args.recipe), args.recipe)
+    except RecipeError as e:
+        return _bad(e, args.recipe)
+    steps = [f"{p['stage']}: " + ("done" if p["done"] else f"from {Path(p['checkpoint']).name}" if p["checkpoint"]
+                                  else "from the start") for p in plan(run, stored)]
+    print(f"resuming {run} ({'; '.join(steps)})", flush=True)
+    if args.dry_run:
+        return 0
+    new_text = dump_recipe(stored)
+    if (run / "recipe.yaml").read_text(encoding="utf-8") != new_text:  # only hardware can differ
+        write_private_atomic(run / "recipe.yaml", new_text)
+    from tui.headless import follow
+    start = (run / "events.jsonl").stat().st_size if (run / "events.jsonl").exists() else 0
+    proc = launch(run)
+    return follow(run, proc, offset=start)
+
+
+def _warn_trust(recipe) -> None:
+    if recipe.model.trust_remote_code:
+        print(f"tune-wizard: warning: model.trust_remote_code is on: Python code that ships with {recipe.model.id} "
+              f"will run on this machine with your permissions; turn it off unless you trust its author",
+              file=sys.stderr)
+
+
 def run_recipe(args) -> int:
     from training.recipe import RecipeError, dump_recipe, load_recipe
     from training.runner import create_run_dir, launch, resolve
@@ -89,15 +133,12 @@ def run_recipe(args) -> int:
         recipe = load_recipe(args.recipe, args.overrides)
         resolved = resolve(recipe, args.recipe)
     except RecipeError as e:
-        for line in e.lines():
-            err(line)
-        n = len(e.problems)
-        print(f"{n} problem{'s' if n != 1 else ''} in {args.recipe}; nothing was run", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _bad(e, args.recipe)
     rank, addr, port, bad = node_args(args, resolved.hardware)
     if bad:
         err(bad)
         return EXIT_BAD_INPUT
+    _warn_trust(resolved)
     if args.dry_run:
         print(describe(resolved))
         print("--- resolved recipe ---")
@@ -173,8 +214,8 @@ def cmd_attach(argv: list[str]) -> int:
     run = _run_arg(argv, "attach")
     if run is None:
         return EXIT_BAD_INPUT
-    from tui.headless import follow
-    return follow(run)
+    from tui.headless import follow, last_segment_offset
+    return follow(run, offset=last_segment_offset(run))
 
 
 def cmd_stop(argv: list[str]) -> int:
@@ -204,7 +245,10 @@ def cmd_runs(argv: list[str]) -> int:
     for r in runs:
         evs = read_events(r / "events.jsonl")
         fin = next((e for e in reversed(evs) if e.get("event") == "finished"), None)
-        state = fin["status"] if fin else ("running" if pid_alive(r) else "dead")
+        last_start = max((i for i, e in enumerate(evs) if e.get("event") == "run_start"), default=-1)
+        if fin is not None and evs.index(fin) < last_start:
+            fin = None  # resumed after that segment finished
+        state = "running" if pid_alive(r) else (fin["status"] if fin else "dead")
         step = next((e for e in reversed(evs) if e.get("event") == "step"), None)
         print(f"{r.name:<36} {state:<9} {(step or {}).get('stage', '-'):<8} "
               f"{(str(step['step']) + '/' + str(step['total_steps'])) if step else '-':>11} "
@@ -230,9 +274,9 @@ def main(argv: list[str] | None = None) -> int:
             return 130
     args = main_parser().parse_args(argv)
     if args.recipe:
-        return run_recipe(args)
-    if args.dry_run or args.overrides:
-        err("--dry-run and --set need --recipe R.yaml")
+        return run_recipe(args) if args.resume is None else resume_recipe(args)
+    if args.dry_run or args.overrides or args.resume is not None:
+        err("--dry-run, --set and --resume need --recipe R.yaml")
         return EXIT_BAD_INPUT
     try:
         from tui.app import run_app

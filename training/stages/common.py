@@ -7,7 +7,7 @@ import os
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -49,6 +49,7 @@ class Ctx:
     is_main: bool = True  # global rank 0: writes events, the tokenizer and the run's outputs
     world_size: int = 1  # processes training together (data-parallel or sharded)
     resume_from: str | None = None  # a checkpoint folder of this stage
+    extra_callbacks: list = field(default_factory=list)  # put first in the Trainer's callbacks (the worker's Guard)
 
 
 def cuda() -> bool:
@@ -102,6 +103,7 @@ def training_args_kwargs(st, ctx: Ctx, precision: str, total_steps: int, has_eva
         gradient_checkpointing=st.gradient_checkpointing,
         logging_steps=st.logging_steps,
         logging_first_step=True,
+        logging_nan_inf_filter=False,  # a NaN loss must be seen, not averaged away
         eval_strategy="steps" if has_eval else "no",
         eval_steps=every(total_steps, st.eval_steps) if has_eval else None,
         save_strategy="steps",

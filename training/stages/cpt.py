@@ -11,9 +11,10 @@ import os
 import shutil
 from pathlib import Path
 
+from training.checkpoints import publish, temp_output
 from training.data import doc_hash, iter_documents
 from training.recipe import CptStage, expand_data
-from training.stages.common import (Ctx, EventCallback, StopFlag, count_params, load_tokenizer, main_rank_first,
+from training.stages.common import (Ctx, EventCallback, count_params, load_tokenizer, main_rank_first,
                                     plan_steps, resolve_precision, set_threads, torch_dtype, training_args_kwargs)
 
 
@@ -133,19 +134,24 @@ def run(st: CptStage, ctx: Ctx) -> dict:
     args = TrainingArguments(**training_args_kwargs(st, ctx, precision, total, eval_ds is not None))
     cb = EventCallback(ctx, st, total)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=CausalLMCollator(), callbacks=[cb])
+                      data_collator=CausalLMCollator(), callbacks=[*ctx.extra_callbacks, cb])
     result = trainer.train(resume_from_checkpoint=ctx.resume_from)
 
     # save
     out = ctx.run_dir / st.name / "model"
-    if not StopFlag.requested:
-        trainer.save_model(str(out))  # every rank calls it (FSDP/ZeRO-3 gather); only rank 0 writes
-    if not StopFlag.requested and ctx.is_main:
-        tok.save_pretrained(str(out))
-        shutil.rmtree(cache, ignore_errors=True)  # the tokenized corpus; a resume rebuilds it
-        try:
-            cache.parent.rmdir()
-        except OSError:
-            pass
+    # stopped early (signal, budget) -> the checkpoint is the output; else save into a temporary folder and
+    # rename it into place, so an output folder that exists is complete (resume skips this stage then)
+    stopped = trainer.state.global_step < total
+    if not stopped:
+        tmp = temp_output(out) if ctx.is_main else out.with_name(f".{out.name}.partial")
+        trainer.save_model(str(tmp))  # every rank calls it (FSDP/ZeRO-3 gather); only rank 0 writes
+        if ctx.is_main:
+            tok.save_pretrained(str(tmp))
+            publish(tmp, out)
+            shutil.rmtree(cache, ignore_errors=True)  # the tokenized corpus; a resume rebuilds it
+            try:
+                cache.parent.rmdir()
+            except OSError:
+                pass
     return {"output": str(out.relative_to(ctx.run_dir)), "kind": "model", "train_loss": result.training_loss,
-            "steps": trainer.state.global_step, "stopped": StopFlag.requested, "last_loss": cb.last_loss}
+            "steps": trainer.state.global_step, "stopped": stopped, "last_loss": cb.last_loss}

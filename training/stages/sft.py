@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from training.checkpoints import publish, temp_output
 from training.data import DataError, doc_hash, load_pairs_strict
 from training.recipe import SftStage
-from training.stages.common import (Ctx, EventCallback, StopFlag, count_params, cuda, load_tokenizer, plan_steps,
+from training.stages.common import (Ctx, EventCallback, count_params, cuda, load_tokenizer, plan_steps,
                                     resolve_precision, set_threads, torch_dtype, training_args_kwargs)
 
 # used when the tokenizer has no chat template of its own (base models usually have none)
@@ -110,15 +111,20 @@ def run(st: SftStage, ctx: Ctx) -> dict:
                      dataset_num_proc=None)
     cb = EventCallback(ctx, st, total)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tok, callbacks=[cb])
+                         processing_class=tok, callbacks=[*ctx.extra_callbacks, cb])
     result = trainer.train(resume_from_checkpoint=ctx.resume_from)
 
     # save: an adapter for LoRA/QLoRA (its base is recorded in adapter_config.json), else the full model
     kind = "model" if st.method == "full" else "adapter"
     out = ctx.run_dir / st.name / kind
-    if not StopFlag.requested:
-        trainer.save_model(str(out))  # every rank calls it (FSDP/ZeRO-3 gather); only rank 0 writes
+    # stopped early (signal, budget) -> the checkpoint is the output; else save into a temporary folder and
+    # rename it into place, so an output folder that exists is complete (resume skips this stage then)
+    stopped = trainer.state.global_step < total
+    if not stopped:
+        tmp = temp_output(out) if ctx.is_main else out.with_name(f".{out.name}.partial")
+        trainer.save_model(str(tmp))  # every rank calls it (FSDP/ZeRO-3 gather); only rank 0 writes
         if ctx.is_main:
-            tok.save_pretrained(str(out))
+            tok.save_pretrained(str(tmp))
+            publish(tmp, out)
     return {"output": str(out.relative_to(ctx.run_dir)), "kind": kind, "train_loss": result.training_loss,
-            "steps": trainer.state.global_step, "stopped": StopFlag.requested, "last_loss": cb.last_loss}
+            "steps": trainer.state.global_step, "stopped": stopped, "last_loss": cb.last_loss}
