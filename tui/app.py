@@ -11,6 +11,7 @@ class TuneWizardApp(App[str]):
     CSS_PATH = ["app.tcss", "wizard.tcss", "monitor.tcss"]
     TITLE = "tune-wizard"
     BINDINGS = [Binding("question_mark", "help", "help", key_display="?"),
+                Binding("f1", "help", "help", show=False),
                 Binding("ctrl+q", "quit", "quit", show=False)]
 
     def __init__(self, run: Path | None = None, monitor_opts: dict | None = None, **wizard_opts):

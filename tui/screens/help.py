@@ -11,19 +11,21 @@ HELP = """\
 [b]tune-wizard: keys[/b]  (keyboard only; no mouse needed)
 
 [b]Everywhere[/b]
-  ?            this help              Esc / q  close help
+  ? or F1      this help              Esc / q  close help
   Tab/Shift+Tab  next/previous field  Enter    activate / continue
   Ctrl+Q       quit the app
 
 [b]Wizard[/b]  model & goal > gap probe > domain text > pairs >
         budget & hardware > recommendation > review > run
   Ctrl+N / Ctrl+B   next step / back one step (answers are kept)
+  Enter in a field goes on; arrows move in lists and tables
   Each step shows its evidence and the rule it feeds, with the
   guide's threshold. Change any answer by going back.
   Recommendation: pick another plan, override method and numbers;
   the estimate updates as you type.
-  Review: shows the recipe YAML and its path; w writes it
-  (asks before overwriting); r writes it and starts the run.
+  Step 1: Ctrl+T fills in the demo (tiny model, corpus, pairs).
+  Review: shows the recipe YAML and its path; Ctrl+S writes it
+  (asks before overwriting); Ctrl+R writes it and starts the run.
 
 [b]Run monitor[/b]
   s   stop: the run saves a checkpoint, then stops
