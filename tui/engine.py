@@ -127,14 +127,16 @@ def gap_probe_available() -> bool:
 
 
 def run_gap_probe(model: str, prompts: list[str], corpus: list[str], timeout: float = 300) -> dict:
-    """The base model answers the prompts, in a subprocess (the UI never loads a model)."""
-    args = [sys.executable, "-m", "training.probe", "--model", model, "--json", "--corpus", *corpus]
-    for p in prompts:
-        args += ["--prompt", p]
-    out = subprocess.run(args, capture_output=True, text=True, env=_subprocess_env(), cwd=str(ROOT), timeout=timeout)
-    if out.returncode != 0:
-        raise RuntimeError((out.stderr.strip().splitlines() or ["gap probe failed"])[-1])
-    return json.loads(out.stdout)
+    """The base model answers the prompts; training.probe runs it in a subprocess (the UI never loads a model).
+    Returns GapFacts as a dict: answers [{prompt, answer}], ppl_ratio, fertility_ratio, suggested_gap, summary."""
+    import tempfile
+    from training.probe import run_probe
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("\n".join(prompts) + "\n")
+    try:
+        return run_probe(model, f.name, [real_path(c) for c in corpus], timeout=timeout).to_dict()
+    finally:
+        os.unlink(f.name)
 
 
 # ---------------------------------------------------------------- hardware and prices

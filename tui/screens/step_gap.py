@@ -55,7 +55,10 @@ class GapStep(WizardStep):
         a = self.state.answers
         try:
             res = engine.run_gap_probe(a["model"], self.prompts(), a.get("corpus") or [])
-            text = "\n".join(f"Q: {x.get('prompt')}\nA: {x.get('answer')}" for x in res.get("answers", []))
+            text = "\n".join(f"Q: {x.get('prompt')}\nA: {' '.join(str(x.get('answer')).split())[:150]}"
+                             for x in res.get("answers", []))
+            if res.get("summary"):
+                text += f"\n[b]{res['summary']}[/b]"
         except Exception as e:  # the subprocess said why; show it, the user can still judge
             res, text = None, f"[red]probe failed: {e}[/]"
         self.app.call_from_thread(self.probed, res, text)

@@ -78,6 +78,13 @@ class WizardStep(Screen):
     def body(self) -> ComposeResult:
         yield from ()
 
+    def on_mount(self) -> None:
+        # Textual calls this as well as a step's own on_mount. A headless app (tests, the benchmark)
+        # has nobody to see a blinking cursor, and a blink would make screenshots differ run to run.
+        if self.app.is_headless:
+            for field in self.query("Input, TextArea"):
+                field.cursor_blink = False
+
     def next_label(self) -> str:
         return "Next ^N"
 
