@@ -8,7 +8,8 @@ from textual.binding import Binding
 
 
 class TuneWizardApp(App[str]):
-    CSS_PATH = ["app.tcss", "wizard.tcss", "monitor.tcss"]
+    # absolute, so subclasses defined elsewhere (the first-frame benchmark) find the stylesheets too
+    CSS_PATH = [Path(__file__).parent / f for f in ("app.tcss", "wizard.tcss", "monitor.tcss")]
     TITLE = "tune-wizard"
     BINDINGS = [Binding("question_mark", "help", "help", key_display="?"),
                 Binding("f1", "help", "help", show=False),
