@@ -181,10 +181,8 @@ def parse_yaml(text: str, file: str | None = None) -> tuple[Any, dict[tuple, int
         msg = " ".join(str(getattr(e, "problem", None) or e).split())
         raise RecipeError([Problem(path="", line=(mark.line + 1) if mark else None,
                                    message=f"not valid YAML ({msg}); fix the syntax at that line")], file)
-    except yaml.constructor.ConstructorError as e:  # pragma: no cover - compose does not construct
-        raise RecipeError([Problem(path="", message=str(e))], file)
     if node is None:
-        return {}, {}
+        return None, {}
     lines: dict[tuple, int] = {}
     try:
         return _node_to_data(node, lines, ()), lines
@@ -205,6 +203,11 @@ def apply_override(data: dict, expr: str) -> None:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str):  # YAML 1.1 reads 3e-5 (no dot) as a string; a person means a number
+        try:
+            value = float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            pass
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
         raise RecipeError([Problem(path=expr, message="--set needs a key path before '='")])
@@ -257,6 +260,13 @@ def _clean_loc(loc: tuple) -> tuple:
     return tuple(out)
 
 
+def _did_you_mean(key: str) -> str | None:
+    import difflib
+    names = {n for m in (Recipe, ModelSpec, Hardware, CptStage, SftStage, LoraSpec) for n in m.model_fields}
+    hit = difflib.get_close_matches(key, sorted(names), n=1, cutoff=0.75)
+    return hit[0] if hit else None
+
+
 def _pydantic_problems(err: ValidationError, lines: dict[tuple, int]) -> list[Problem]:
     probs = []
     for e in err.errors():
@@ -264,7 +274,9 @@ def _pydantic_problems(err: ValidationError, lines: dict[tuple, int]) -> list[Pr
         path = ".".join(str(p) for p in loc)
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown key; remove it or check the spelling (see README: recipe reference)"
+            guess = _did_you_mean(str(loc[-1]) if loc else "")
+            msg = (f"unknown key; did you mean '{guess}'?" if guess else
+                   "unknown key; remove it or check the spelling (see README: recipe reference)")
         elif e["type"] == "missing":
             msg = "required key is missing"
         elif e["type"] == "union_tag_invalid" or e["type"] == "union_tag_not_found":
@@ -351,6 +363,8 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None, che
         raise RecipeError([Problem(path="", message="is not UTF-8 text; is this really a YAML recipe?")], file)
     if "\x00" in text:
         raise RecipeError([Problem(path="", message="is a binary file, not a YAML recipe")], file)
+    if not text.strip():
+        raise RecipeError([Problem(path="", message="is empty; a recipe is a YAML mapping, see recipes/demo.yaml")], file)
     data, lines = parse_yaml(text, file)
     return validate_data(data, lines, file, overrides, check_paths)
 

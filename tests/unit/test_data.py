@@ -1,0 +1,91 @@
+"""Data readers: pair formats, invalid rows with line numbers, corpus documents per format."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from training.data import DataError, iter_documents, load_pairs_strict, read_pairs, sniff_text_file
+
+
+def jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_three_pair_formats_normalise_to_prompt_completion(tmp_path):
+    p = jsonl(tmp_path / "p.jsonl", [
+        {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},
+                      {"role": "assistant", "content": "hello"}]},
+        {"prompt": "2+2?", "completion": "4"},
+        {"instruction": "Translate", "input": "chat", "output": "cat"},
+        {"instruction": "Say yes", "output": "yes"},
+    ])
+    res = read_pairs(p)
+    assert res.formats == {"messages": 1, "prompt_completion": 1, "instruction": 2}
+    assert res.rows[0]["prompt"][0] == {"role": "system", "content": "be brief"}
+    assert res.rows[0]["completion"] == [{"role": "assistant", "content": "hello"}]
+    assert res.rows[2]["prompt"][0]["content"] == "Translate\n\nchat"
+    assert res.rows[3]["prompt"][0]["content"] == "Say yes"
+    assert not res.invalid
+
+
+def test_invalid_rows_carry_line_numbers_and_reasons(tmp_path):
+    p = jsonl(tmp_path / "p.jsonl", [
+        {"prompt": "ok", "completion": "fine"},
+        "{broken",
+        {"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}]},
+        {"messages": [{"role": "user", "content": "only a question"}]},
+        {"foo": 1},
+        "[1, 2]",
+        {"prompt": "", "completion": "x"},
+    ])
+    res = read_pairs(p)
+    assert len(res.rows) == 1
+    lines = dict(res.invalid)
+    assert set(lines) == {2, 3, 4, 5, 6, 7}
+    assert "JSON" in lines[2] and "robot" in lines[3] and "assistant" in lines[4]
+    assert "known fields" in lines[5] and "object" in lines[6] and "empty" in lines[7]
+    with pytest.raises(DataError, match=r"p\.jsonl:2: .*and 5 more"):
+        load_pairs_strict(p)
+    assert len(load_pairs_strict(p, skip_invalid=True).rows) == 1
+
+
+def test_documents_from_each_corpus_format(tmp_path):
+    (tmp_path / "a.txt").write_text("first document\n\nsecond paragraph")
+    jsonl(tmp_path / "b.jsonl", [{"text": "row one"}, {"text": "row two"}])
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pq.write_table(pa.table({"text": ["pq one", "pq two", None]}), tmp_path / "c.parquet")
+    docs = list(iter_documents([tmp_path / "a.txt", tmp_path / "b.jsonl", tmp_path / "c.parquet"]))
+    assert [d[2] for d in docs] == ["first document\n\nsecond paragraph", "row one", "row two", "pq one", "pq two"]
+    assert [d[1] for d in docs[1:3]] == [1, 2]
+
+
+def test_corpus_jsonl_without_text_field_names_the_line(tmp_path):
+    p = jsonl(tmp_path / "b.jsonl", [{"text": "fine"}, {"body": "wrong field"}])
+    with pytest.raises(DataError, match=r"b\.jsonl:2: no string field 'text'"):
+        list(iter_documents([p]))
+
+
+def test_sniff_finds_empty_binary_and_non_utf8(tmp_path):
+    (tmp_path / "e.txt").write_text("")
+    (tmp_path / "b.txt").write_bytes(b"\x00\x01\x02binary")
+    (tmp_path / "l.txt").write_bytes("caf\xe9 au lait".encode("latin-1") + b" " * 20)
+    (tmp_path / "ok.md").write_text("# fine\n")
+    (tmp_path / "fake.parquet").write_text("not parquet")
+    assert sniff_text_file(tmp_path / "e.txt") == "is empty"
+    assert sniff_text_file(tmp_path / "b.txt") == "is binary, not text"
+    assert sniff_text_file(tmp_path / "l.txt") == "is not UTF-8 text"
+    assert sniff_text_file(tmp_path / "ok.md") is None
+    assert "parquet" in sniff_text_file(tmp_path / "fake.parquet")
+
+
+def test_long_text_files_stream_in_paragraph_chunks(tmp_path, monkeypatch):
+    import training.data as d
+    monkeypatch.setattr(d, "CHUNK_BYTES", 64)
+    text = "\n\n".join(f"paragraph {i} " + "x" * 30 for i in range(20))
+    (tmp_path / "big.txt").write_text(text)
+    chunks = [c for _, _, c in iter_documents([tmp_path / "big.txt"], whole=False)]
+    assert len(chunks) > 3 and "".join(chunks) == text
+    assert all(c.endswith("\n\n") for c in chunks[:-1])
