@@ -38,7 +38,7 @@ class MonitorScreen(Screen):
     def __init__(self, run: Path, interval: float = 0.5, sampler=None, now: float | None = None):
         """sampler: an object with sample() and close() (default: NVML or the host); now: a fixed clock (tests)."""
         super().__init__()
-        self.run = Path(run)
+        self.run = Path(run).resolve()
         self.state = RunState.from_run(self.run)
         self.interval = interval
         self.sampler = sampler
