@@ -6,6 +6,7 @@
   tune-wizard stop [RUN_DIR]          ask a run to checkpoint and stop
   tune-wizard runs                    list runs
   tune-wizard schema                  print the recipe JSON Schema
+  tune-wizard plan --model M ...      scan the data, decide, estimate, write a recipe (see plan --help)
 
 Exit status: 0 success, 1 training failure, 2 bad input (one line per problem, no traceback).
 """
@@ -23,6 +24,7 @@ COMMANDS = {
     "stop": "tui.cli:cmd_stop",
     "runs": "tui.cli:cmd_runs",
     "schema": "tui.cli:cmd_schema",
+    "plan": "training.plan_cli:main",
 }
 
 
@@ -35,7 +37,7 @@ def main_parser() -> argparse.ArgumentParser:
         prog="tune-wizard",
         description="Decide between continued pre-training, fine-tuning, both or retrieval from measured "
                     "evidence; write a recipe; run it and watch it.",
-        epilog="commands: attach [RUN_DIR], stop [RUN_DIR], runs, schema (each has --help). "
+        epilog="commands: attach [RUN_DIR], stop [RUN_DIR], runs, schema, plan (each has --help). "
                "Without --recipe or a command, the interactive wizard starts.")
     p.add_argument("--recipe", metavar="R.yaml", help="run this recipe headless")
     p.add_argument("--dry-run", action="store_true", help="validate the recipe and print the resolved plan; train nothing")
