@@ -74,8 +74,32 @@ def real_path(spec: str) -> str:
 
 # ---------------------------------------------------------------- scans
 
-def scan_corpus(specs: list[str], progress=lambda done, total: None) -> dict:
-    """Bytes, documents, exact duplicates, clean MB, estimated tokens of the domain text."""
+def _tokenizer(model: str | None) -> str | None:
+    if not _has("training.plan_cli"):
+        return None
+    from training.plan_cli import tokenizer_dir
+    return tokenizer_dir(model)
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(module) is not None
+
+
+def scan_corpus(specs: list[str], progress=lambda done, total: None, model: str | None = None) -> dict:
+    """Bytes, documents, exact and near duplicates, clean MB, estimated tokens of the domain text."""
+    if _has("training.scan"):
+        from training.scan import scan_corpus as engine_scan
+        f = engine_scan([real_path(s) for s in specs], _tokenizer(model), lambda d, t, _what: progress(d, t))
+        if not f.files:
+            raise ValueError("; ".join(f.skipped) or f"no .txt/.md/.jsonl/.parquet files in {' '.join(specs)}")
+        return {"files": f.files, "bytes": f.total_bytes, "documents": f.documents, "duplicates": f.exact_duplicates,
+                "dup_rate": f.exact_dup_rate, "near_dup_rate": f.near_dup_rate, "clean_mb": f.clean_mb,
+                "tokens": f.tokens, "tokens_source": f.tokens_method, "skipped": f.skipped, "obj": f}
+    return _fallback_scan_corpus(specs, progress)
+
+
+def _fallback_scan_corpus(specs: list[str], progress) -> dict:
     from training.data import DataError, doc_hash, iter_documents
     from training.recipe import expand_data
 
@@ -102,10 +126,16 @@ def scan_corpus(specs: list[str], progress=lambda done, total: None) -> dict:
         progress(done, total)
     return {"files": len(files), "bytes": total, "documents": docs, "duplicates": dups,
             "dup_rate": dups / docs if docs else 0.0, "clean_mb": clean_bytes / MB,
-            "tokens": clean_bytes / 4, "tokens_source": "bytes/4 guess", "skipped": skipped}
+            "tokens": clean_bytes / 4, "tokens_source": "bytes/4 guess", "skipped": skipped, "near_dup_rate": None}
 
 
-def scan_pairs(spec: str) -> dict:
+def scan_pairs(spec: str, model: str | None = None) -> dict:
+    if _has("training.pairs_scan"):
+        from training.pairs_scan import scan_pairs as engine_scan
+        f = engine_scan(real_path(spec), _tokenizer(model))
+        return {"valid": f.valid, "formats": dict(f.formats), "invalid": f.invalid,
+                "invalid_shown": [(r["line"], r["reason"]) for r in f.invalid_rows], "duplicates": f.duplicates,
+                "tokens_mean": f.mean_tokens, "tokens_p95": f.max_len, "obj": f}
     from training.data import read_pairs
 
     res = read_pairs(Path(real_path(spec)))
@@ -119,11 +149,7 @@ def scan_pairs(spec: str) -> dict:
 # ---------------------------------------------------------------- gap probe
 
 def gap_probe_available() -> bool:
-    try:
-        import importlib.util
-        return importlib.util.find_spec("training.probe") is not None
-    except ImportError:
-        return False
+    return _has("training.probe")
 
 
 def run_gap_probe(model: str, prompts: list[str], corpus: list[str], timeout: float = 300) -> dict:

@@ -29,7 +29,24 @@ def _has(module: str) -> bool:
 
 def recommend(answers: dict, facts: dict) -> dict:
     """path, method, reasons, warnings, source. The engine's decide() when this build has it."""
-    return _fallback_decide(answers, facts)
+    scanned = [(facts.get(k) or {}).get("obj") for k in ("corpus", "pairs")]
+    if not _has("training.decide") or all(x is None for x in scanned):
+        return _fallback_decide(answers, facts)
+    from training.decide import Facts, decide
+    from training.estimate import find_card, load_cards
+    from training.shapes import resolve_shape
+
+    cards = load_cards()
+    card = find_card(str(answers.get("gpu")), cards)
+    f = Facts(model=answers.get("model"), shape=resolve_shape(answers.get("model")) if card else None,
+              corpus=(facts.get("corpus") or {}).get("obj"), pairs=(facts.get("pairs") or {}).get("obj"),
+              gap=answers.get("gap"), probe=facts.get("probe"), budget_usd=answers.get("budget"),
+              gpu=card.name if card else cards[0].name, gpu_count=int(answers.get("gpu_count") or 1),
+              price_per_hour=answers.get("price") if card else None)
+    d = decide(f, cards)
+    src = "training.decide" if card else f"training.decide; {answers.get('gpu')} has no estimate, rules only"
+    return {"path": d.path, "method": d.method, "reasons": list(d.reasons), "warnings": list(d.warnings),
+            "source": src}
 
 
 def _fallback_decide(a: dict, facts: dict) -> dict:

@@ -5,6 +5,8 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tui.sysmon import HostSample, Sample
 
 DATA = Path(__file__).parent / "data"
@@ -31,3 +33,12 @@ def sample_run(dst: Path, running: bool = False, keep_events: int | None = None)
     if running:
         (run / "pid").write_text(f"{os.getpid()}\n")
     return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def demo_assets_built_like_the_app(demo_home):
+    """Build the demo assets the way the app does, in a fresh subprocess. (Built inside an interpreter
+    that has already imported other modules, the demo's docstring pairs can come out one row different,
+    which would change what the snapshots show.) Test modules import this fixture to use it."""
+    from tui.engine import demo_dir
+    return demo_dir()

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from conftest import events_of, tiny_recipe
+from helpers import demo_assets_built_like_the_app  # noqa: F401 (autouse fixture)
 
 from training.recipe import Recipe
 from training.runner import create_run_dir, launch, resolve

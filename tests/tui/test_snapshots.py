@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import FixedSampler, sample_run
+from helpers import FixedSampler, demo_assets_built_like_the_app, sample_run  # noqa: F401 (autouse fixture)
 from test_wizard import title, wait_for
 
 from tui.app import TuneWizardApp
@@ -42,7 +42,7 @@ def goto(step: str):
             await pilot.press("ctrl+n")
             await wait_for(pilot, lambda: title(app) != before, what=f"leaving {before}")
             need = {"CorpusStep": "corpus", "PairsStep": "pairs"}.get(title(app))
-            await wait_for(pilot, lambda: need is None or need in app.wizard.facts, what="the scan")
+            await wait_for(pilot, lambda: need is None or need in app.wizard.facts, timeout=300, what="the scan")
         await pilot.pause(0.5)
     return run_before
 

@@ -8,6 +8,7 @@ import time
 import pytest
 import yaml
 from conftest import events_of
+from helpers import demo_assets_built_like_the_app  # noqa: F401 (autouse fixture)
 
 from tui.app import TuneWizardApp
 from tui.screens.confirm import Confirm
@@ -32,7 +33,8 @@ async def walk_to_review(pilot, app):
     await pilot.press("ctrl+t", "ctrl+n")
     await wait_for(pilot, lambda: title(app) == "GapStep", what="gap step")
     await pilot.press("ctrl+n")
-    await wait_for(pilot, lambda: title(app) == "CorpusStep" and "corpus" in app.wizard.facts, what="corpus scan")
+    await wait_for(pilot, lambda: title(app) == "CorpusStep" and "corpus" in app.wizard.facts, timeout=300,
+                   what="corpus scan (the first one builds the demo assets)")
     assert "MB clean text: < 10 MB -> RAG only" in str(app.screen.query_one("#evidence").render())
     await pilot.press("ctrl+n")
     await wait_for(pilot, lambda: title(app) == "PairsStep" and "pairs" in app.wizard.facts, what="pairs scan")

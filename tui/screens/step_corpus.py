@@ -1,6 +1,7 @@
 """Step 3: the domain text. A scan in a thread worker measures size, duplicates and clean MB."""
 from __future__ import annotations
 
+import re
 import shlex
 
 from textual import work
@@ -47,7 +48,7 @@ class CorpusStep(WizardStep):
             self.app.call_from_thread(bar.update, total=total, progress=done)
 
         try:
-            facts = engine.scan_corpus(specs, progress)
+            facts = engine.scan_corpus(specs, progress, self.state.answers.get("model"))
         except Exception as e:  # bad path, unreadable file: one line, the user fixes the field
             self.app.call_from_thread(self.scanned, specs, None, str(e))
             return
@@ -61,10 +62,13 @@ class CorpusStep(WizardStep):
             self.evidence(f"[red]{problem}[/]")
             return
         self.state.facts["corpus"] = facts
+        source = re.sub(r"^tokenizer \S+", "tokenizer", facts["tokens_source"])  # not this machine's path
         self.evidence(engine.volume_line(facts["clean_mb"]),
                       f"{facts['files']} files, {facts['bytes'] / 1e6:,.1f} MB, {facts['documents']:,} documents, "
-                      f"{facts['dup_rate']:.1%} exact duplicates, ~{facts['tokens'] / 1e6:,.2f}M tokens "
-                      f"({facts['tokens_source']})"
+                      f"{facts['dup_rate']:.1%} exact duplicates"
+                      + (f", {facts['near_dup_rate']:.1%} near" if facts.get("near_dup_rate") is not None else "")
+                      + f", ~{facts['tokens'] / 1e6:,.2f}M tokens "
+                      f"({source})"
                       + (f"; {len(facts['skipped'])} skipped: {facts['skipped'][0]}" if facts["skipped"] else ""))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

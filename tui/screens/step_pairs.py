@@ -36,7 +36,7 @@ class PairsStep(WizardStep):
     @work(thread=True, exclusive=True)
     def scan(self, spec: str) -> None:
         try:
-            facts, problem = engine.scan_pairs(spec), None
+            facts, problem = engine.scan_pairs(spec, self.state.answers.get("model")), None
         except Exception as e:  # missing file, not UTF-8: one line
             facts, problem = None, str(e)
         self.app.call_from_thread(self.scanned, spec, facts, problem)

@@ -21,6 +21,8 @@ FIELDS = [("cpt", "learning_rate", "lr", float), ("cpt", "max_steps", "max steps
 def _h(x) -> str:
     if x is None:
         return "-"
+    if x < 1 / 60:
+        return f"{x * 3600:.0f} s"
     return f"{x * 60:.0f} min" if x < 1 else f"{x:,.1f} h"
 
 
