@@ -196,30 +196,36 @@ def latest_run(root: str = "runs") -> Path | None:
     return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
 
 
-def _run_arg(argv: list[str], prog: str) -> Path | None:
+def _run_arg(argv: list[str], prog: str, extra=None) -> tuple[Path | None, argparse.Namespace]:
     p = argparse.ArgumentParser(prog=f"tune-wizard {prog}")
     p.add_argument("run_dir", nargs="?", help="a run folder (default: the latest under ./runs)")
+    if extra:
+        extra(p)
     a = p.parse_args(argv)
     run = Path(a.run_dir) if a.run_dir else latest_run()
     if run is None:
         err("no runs under ./runs; give a run folder")
-        return None
+        return None, a
     if not (run / "recipe.yaml").exists():
         err(f"{run} is not a run folder (no recipe.yaml)")
-        return None
-    return run
+        return None, a
+    return run, a
 
 
 def cmd_attach(argv: list[str]) -> int:
-    run = _run_arg(argv, "attach")
+    run, args = _run_arg(argv, "attach", lambda p: p.add_argument(
+        "--no-tui", action="store_true", help="print one line per step instead of the full-screen monitor"))
     if run is None:
         return EXIT_BAD_INPUT
+    if not args.no_tui and sys.stdout.isatty() and sys.stdin.isatty():
+        from tui.app import attach_app
+        return attach_app(run)
     from tui.headless import follow, last_segment_offset
     return follow(run, offset=last_segment_offset(run))
 
 
 def cmd_stop(argv: list[str]) -> int:
-    run = _run_arg(argv, "stop")
+    run, _ = _run_arg(argv, "stop")
     if run is None:
         return EXIT_BAD_INPUT
     from tui.headless import stop
@@ -234,25 +240,10 @@ def cmd_runs(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="tune-wizard runs")
     p.add_argument("--root", default="runs")
     a = p.parse_args(argv)
-    from training.events import read_events
-    from tui.headless import pid_alive
+    from tui.runstate import runs_table
     root = Path(a.root)
-    runs = sorted((x for x in root.iterdir() if (x / "recipe.yaml").exists()), key=lambda x: x.name) if root.is_dir() else []
-    if not runs:
-        print(f"no runs under {root}")
-        return 0
-    print(f"{'run':<36} {'state':<9} {'stage':<8} {'step':>11} {'loss':>8}")
-    for r in runs:
-        evs = read_events(r / "events.jsonl")
-        fin = next((e for e in reversed(evs) if e.get("event") == "finished"), None)
-        last_start = max((i for i, e in enumerate(evs) if e.get("event") == "run_start"), default=-1)
-        if fin is not None and evs.index(fin) < last_start:
-            fin = None  # resumed after that segment finished
-        state = "running" if pid_alive(r) else (fin["status"] if fin else "dead")
-        step = next((e for e in reversed(evs) if e.get("event") == "step"), None)
-        print(f"{r.name:<36} {state:<9} {(step or {}).get('stage', '-'):<8} "
-              f"{(str(step['step']) + '/' + str(step['total_steps'])) if step else '-':>11} "
-              f"{(step or {}).get('loss', '-'):>8}")
+    lines = runs_table(root)
+    print("\n".join(lines) if lines else f"no runs under {root}")
     return 0
 
 
