@@ -1,7 +1,10 @@
 """Shared bits of the TUI tests: a fixed hardware sample and a copy of the recorded run."""
 from __future__ import annotations
 
+import atexit
 import os
+import subprocess
+import sys
 import shutil
 from pathlib import Path
 
@@ -24,14 +27,16 @@ class FixedSampler:
 
 
 def sample_run(dst: Path, running: bool = False, keep_events: int | None = None) -> Path:
-    """The recorded demo run copied to dst; `running` cuts it short and points pid at this process."""
+    """The recorded demo run copied to dst; `running` cuts it short and points pid at a live process."""
     run = dst / "demo-20261128-071933"
     shutil.copytree(DATA / "sample-run", run)
     if keep_events is not None:
         lines = (run / "events.jsonl").read_text().splitlines(keepends=True)[:keep_events]
         (run / "events.jsonl").write_text("".join(lines))
-    if running:
-        (run / "pid").write_text(f"{os.getpid()}\n")
+    if running:  # a stand-in process that looks like this run's worker (pid_alive checks its command line)
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "training.worker", str(run)])
+        atexit.register(proc.kill)
+        (run / "pid").write_text(f"{proc.pid}\n")
     return run
 
 
