@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import atexit
-import os
 import subprocess
 import sys
 import shutil
