@@ -106,7 +106,8 @@ def case_list():
     add("yaml-list", lambda w, t: [recipe_with(w, t, text="- name: demo\n")], ["a recipe is a YAML mapping"])
     add("yaml-python-tag", lambda w, t: [recipe_with(w, t, text="name: !!python/object/apply:os.system ['true']\n")],
         [":1: ", "tag tag:yaml.org,2002:python/object/apply:os.system is not allowed"])
-    add("empty-recipe", lambda w, t: [recipe_with(w, t, text="")], ["required key is missing"], 3)
+    add("empty-recipe", lambda w, t: [recipe_with(w, t, text="")], ["is empty", "recipes/demo.yaml"])
+    add("comment-only-recipe", lambda w, t: [recipe_with(w, t, text="# nothing yet\n")], ["YAML mapping"])
     add("binary-recipe", lambda w, t: [recipe_with(w, t, text=b"\x00\x01\x02PK")], ["binary file"])
     add("recipe-not-found", lambda w, t: [t / "nope.yaml"], ["nope.yaml", "recipe file not found"])
     add("recipe-is-folder", lambda w, t: [t], ["is a folder"])
