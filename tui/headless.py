@@ -173,7 +173,7 @@ def follow(run: Path, proc=None, out=sys.stdout, offset: int = 0) -> int:
             bad = any(e.get("event") == "error" and e.get("kind") == "bad_input" for e in seen)
             code = {"ok": 0, "stopped": 0}.get(finished.get("status"), 2 if bad else 1)
         if code not in (0, 1, 2) or finished is None:
-            print(f"the training process ended without finishing (exit {code}); last lines of "
+            print(f"the training process died before finishing (exit {code}); last lines of "
                   f"{run / 'train.log'}:", file=out)
             print(log_tail(run), file=out)
             print(f"  continue from its last complete checkpoint: tune-wizard --recipe R.yaml --resume {run}",
