@@ -258,5 +258,25 @@ def recipe_from_decision(d: Decision, facts: Facts, corpus_paths: list[str] | No
         hw.update(num_processes=e.processes_per_node, num_nodes=e.nodes, strategy=e.strategy,
                   offload_optimizer=e.offload_optimizer)
     data = {"version": 1, "name": name, "seed": 42, "output_dir": output_dir, "model": {"id": facts.model},
-            "hardware": hw, "stages": out}
+            "hardware": hw, "stages": out, "decision": decision_record(d, facts)}
+    if e is not None:  # the run's report sets what was spent against this
+        data["estimate"] = {"hours": float(f"{e.hours:.4g}"), "usd": float(f"{e.usd:.4g}"),
+                            "peak_vram_gib": float(f"{e.peak_vram_gib:.4g}"),
+                            "source": f"tune-wizard estimate for {e.gpu_count} x {e.gpu}"}
     return validate_data(data, check_paths=check_paths)
+
+
+def decision_record(d: Decision, facts: Facts) -> dict:
+    """The recipe's `decision` section: what was decided, the rules that fired and the evidence in brief."""
+    import datetime as _dt
+    ev: dict = {"gap": facts.gap or "unknown", "budget_usd": facts.budget_usd, "gpu": facts.gpu,
+                "gpu_count": facts.gpu_count}
+    if facts.corpus is not None:
+        ev["corpus_clean_mb"] = round(facts.corpus.clean_mb, 2)
+    if facts.pairs is not None:
+        ev["pairs_valid"] = facts.pairs.valid
+    if facts.shape is not None:
+        ev["model_params"] = float(f"{facts.shape.total_params:.4g}")
+    return {"path": d.path, "method": d.method, "reasons": list(d.reasons), "warnings": list(d.warnings),
+            "evidence": {k: v for k, v in ev.items() if v is not None},
+            "decided_by": f"tune-wizard {_dt.date.today().isoformat()}"}

@@ -150,6 +150,16 @@ class Estimate(Strict):
     source: str | None = None
 
 
+class DecisionRecord(Strict):
+    """Why this recipe: written by `tune-wizard plan` and the wizard, shown in the run's report."""
+    path: Literal["rag_only", "sft", "cpt_sft", "cpt"]
+    method: Literal["lora", "qlora", "full"] | None = None
+    reasons: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    evidence: dict[str, Any] = Field(default_factory=dict, description="the measured facts, in brief")
+    decided_by: str | None = None
+
+
 class Recipe(Strict):
     version: Literal[1] = RECIPE_VERSION
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -160,6 +170,7 @@ class Recipe(Strict):
     stages: list[Stage] = Field(min_length=1)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     estimate: Estimate | None = None
+    decision: DecisionRecord | None = None
     # filled in by the runner when it resolves a recipe into a run directory; not for users to write
     resolved: dict[str, Any] | None = None
 
