@@ -1,0 +1,243 @@
+"""Fast-by-default training settings, each with the reason it was chosen. Pure Python, no torch.
+
+`apply_defaults(recipe, machine)` fills in, for every stage, the settings that a person did not write
+(pydantic's `model_fields_set` tells an explicit key from a schema default; an explicit key always wins)
+and returns a list of {stage, key, value, reason} that the runner records as `resolved.defaults` in the
+run's recipe.yaml. What it decides:
+
+- SFT packing: TRL best-fit-decreasing packing (`packing_strategy="bfd"`), which TRL runs padding-free: a
+  micro-batch is one flattened row with `position_ids` restarting at every pair. With flash-attention
+  the varlen kernel keeps pairs apart. With sdpa, transformers (5.x, masking_utils) derives a
+  block-diagonal causal mask from those position_ids when the forward gets no attention mask and no
+  cache; the SFT trainer always passes `use_cache=False`, so pairs never attend to each other
+  (tests/unit/test_fast_defaults.py checks the logits on the tiny model). The cost on sdpa is a dense
+  mask over the whole flattened row, so there the micro-batch is capped at SDPA_PACKED_ROW_TOKENS.
+- attention: flash_attention_2 when CUDA and the flash_attn package are present, else sdpa.
+- Liger kernels (RMSNorm, RoPE, SwiGLU; fused linear cross-entropy in CPT) when CUDA and liger-kernel
+  are present (`pip install tune-wizard[gpu]`).
+- micro-batch and gradient accumulation: the recipe's rows per optimizer step (micro_batch_size x
+  grad_accum) are kept; the largest micro-batch that divides them and fits the detected card's memory
+  (by the VRAM estimate) is chosen, and accumulation makes up the rest.
+- gradient checkpointing only when not even a micro-batch of 1 fits without it.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+GIB = 2**30
+CONTEXT_GIB = 1.5             # CUDA context, allocator fragmentation, kernels' workspaces
+MAX_MICRO = 64
+SDPA_PACKED_ROW_TOKENS = 8192  # sdpa builds a dense (T x T) mask for a flattened padding-free row
+
+
+@dataclass(frozen=True)
+class Machine:
+    cuda: bool                 # an NVIDIA GPU is visible (NVML)
+    gpu_name: str | None = None
+    gpu_mem_gib: float | None = None
+    liger: bool = False        # liger_kernel importable
+    flash_attn: bool = False   # flash_attn importable
+    cpus: int = 1
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def detect() -> Machine:
+    """The first GPU through NVML (no torch import), and which optional kernels are installed."""
+    name = mem = None
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+        try:
+            if pynvml.nvmlDeviceGetCount() > 0:
+                h = pynvml.nvmlDeviceGetHandleByIndex(0)
+                n = pynvml.nvmlDeviceGetName(h)
+                name = n.decode() if isinstance(n, bytes) else n
+                mem = pynvml.nvmlDeviceGetMemoryInfo(h).total / GIB
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        pass
+    gpu = name is not None
+    return Machine(cuda=gpu, gpu_name=name, gpu_mem_gib=mem, liger=gpu and _has("liger_kernel"),
+                   flash_attn=gpu and _has("flash_attn"), cpus=os.cpu_count() or 1)
+
+
+def loader_settings(cuda: bool, cpus: int | None = None) -> dict:
+    """Dataloader workers and pinned memory: overlap collation and host->GPU copies with the GPU step."""
+    cpus = cpus or os.cpu_count() or 1
+    if not cuda:
+        return {"dataloader_num_workers": 0, "dataloader_pin_memory": False}
+    return {"dataloader_num_workers": max(1, min(4, cpus // 2)), "dataloader_pin_memory": True}
+
+
+# ---------------------------------------------------------------- VRAM estimate (the seam)
+# The estimate below is deliberately small. training/estimate.py (branch `decide`) carries the calibrated
+# formula; once it is on main, `peak_gib_fn` should return a closure over its peak_vram_gib instead.
+
+@dataclass(frozen=True)
+class Shape:
+    layers: int
+    hidden: int
+    intermediate: int
+    kv_dim: int
+    vocab: int
+    params: float
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Shape":
+        h, L = int(cfg["hidden_size"]), int(cfg["num_hidden_layers"])
+        heads = int(cfg.get("num_attention_heads") or 1)
+        kv = h * int(cfg.get("num_key_value_heads") or heads) // heads
+        i = int(cfg.get("intermediate_size") or 4 * h)
+        v = int(cfg["vocab_size"])
+        params = L * (2 * h * h + 2 * h * kv + 3 * h * i) + v * h * (1 if cfg.get("tie_word_embeddings") else 2)
+        return cls(L, h, i, kv, v, float(params))
+
+
+def model_shape(model_dir: str) -> Shape | None:
+    """The shape from a local folder's config.json, or the Hugging Face cache; None when unknown."""
+    p = Path(os.path.expanduser(model_dir)) / "config.json"
+    if not p.is_file():
+        hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
+        snaps = sorted((hub / ("models--" + model_dir.replace("/", "--")) / "snapshots").glob("*/config.json"))
+        if not snaps:
+            return None
+        p = snaps[-1]
+    try:
+        return Shape.from_config(json.loads(p.read_text()))
+    except (KeyError, ValueError, TypeError, OSError):
+        return None
+
+
+def peak_gib(m: Shape, kind: str, micro: int, seq: int, checkpointing: bool, fused_loss: bool,
+             lora_r: int = 16) -> float:
+    """Peak GiB of one training step: weights/grads/optimizer + saved activations + logits."""
+    lora = m.layers * lora_r * (2 * m.hidden + 2 * m.kv_dim + 3 * (m.hidden + m.intermediate)) if kind != "full" else 0
+    static = {"full": m.params * 8,                        # bf16 weights, grads, AdamW m and v
+              "lora": m.params * 2 + lora * 16,            # frozen bf16 base; fp32 adapters, grads, m, v
+              "qlora": m.params * 0.55 + m.vocab * m.hidden * 4 + lora * 16}[kind]
+    tokens = micro * seq
+    per_layer = tokens * 2 * (6 * m.hidden + 2 * m.kv_dim + 4 * m.intermediate)  # bf16 tensors kept for backward
+    act = tokens * m.layers * m.hidden * 2 + per_layer if checkpointing else m.layers * per_layer
+    logits = 0 if fused_loss else tokens * m.vocab * 12
+    return (static + act + logits) / GIB
+
+
+# ---------------------------------------------------------------- the batch-size chooser
+
+@dataclass(frozen=True)
+class BatchChoice:
+    micro: int
+    accum: int
+    checkpointing: bool
+    peak_gib: float | None
+    fits: bool = True
+
+
+def choose_batch(rows_per_step: int, peak: Callable[[int, bool], float], budget_gib: float,
+                 max_micro: int = MAX_MICRO) -> BatchChoice:
+    """The largest micro-batch that divides rows_per_step and fits budget_gib by `peak(micro, checkpointing)`;
+    checkpointing only when no micro-batch fits without it. Keeps micro x accum == rows_per_step."""
+    sizes = [d for d in range(min(rows_per_step, max_micro), 0, -1) if rows_per_step % d == 0]
+    for ckpt in (False, True):
+        for m in sizes:
+            g = peak(m, ckpt)
+            if g <= budget_gib:
+                return BatchChoice(m, rows_per_step // m, ckpt, round(g, 2))
+    return BatchChoice(1, rows_per_step, True, round(peak(1, True), 2), fits=False)
+
+
+# ---------------------------------------------------------------- applying them to a recipe
+
+def _explicit(st, key: str) -> bool:
+    return key in st.model_fields_set
+
+
+def apply_defaults(recipe, machine: Machine, shape: Shape | None = None) -> list[dict]:
+    """Set every default-valued speed setting of each stage in place; return what was set and why."""
+    out: list[dict] = []
+
+    def put(st, key, value, reason):
+        if _explicit(st, key):
+            out.append({"stage": st.name, "key": key, "value": getattr(st, key), "reason": "set in the recipe"})
+            return
+        setattr(st, key, value)
+        st.model_fields_set.discard(key)  # still a default: a later resolve may choose again
+        out.append({"stage": st.name, "key": key, "value": value, "reason": reason})
+
+    for st in recipe.stages:
+        if machine.cuda and machine.flash_attn:
+            put(st, "attention", "flash_attention_2", "CUDA and flash_attn are installed: varlen kernels, no mask")
+        else:
+            put(st, "attention", "sdpa", "PyTorch's fused attention; flash_attn is not installed"
+                if machine.cuda else "PyTorch's fused attention (the CPU has no flash-attention)")
+        if machine.cuda and machine.liger:
+            put(st, "liger_kernel", True, "CUDA and liger-kernel are present: fused RMSNorm, RoPE, SwiGLU and "
+                "cross-entropy kernels cut activation memory and time")
+        else:
+            put(st, "liger_kernel", False, "liger-kernel is not installed (pip install 'tune-wizard[gpu]')"
+                if machine.cuda else "Liger's Triton kernels need a CUDA GPU")
+        seq = st.seq_len if st.type == "cpt" else st.max_seq_len
+        packed = st.packing if _explicit(st, "packing") else True
+        if st.type == "cpt":
+            put(st, "packing", True, "documents joined with EOS into seq_len blocks: no padding, no truncation waste")
+        else:
+            put(st, "packing", True, "best-fit-decreasing packing, padding-free: no compute spent on padding; "
+                + ("flash-attention keeps pairs apart" if st.attention == "flash_attention_2" else
+                   "sdpa keeps pairs apart with a block-diagonal mask from position_ids"))
+        _batch(st, machine, shape, seq, packed, put)
+    why = "CUDA: collation and host-to-GPU copies overlap the GPU step" if machine.cuda else \
+        "CPU: worker processes would compete with training for the cores"
+    for key, value in loader_settings(machine.cuda, machine.cpus).items():
+        out.append({"stage": None, "key": key, "value": value, "reason": why})
+    out.append({"stage": None, "key": "optim", "value": "adamw_torch_fused" if machine.cuda else "adamw_torch",
+                "reason": "one fused kernel for the whole AdamW update" if machine.cuda else "no fused AdamW on the CPU"})
+    return out
+
+
+def _batch(st, machine: Machine, shape: Shape | None, seq: int, packed: bool, put) -> None:
+    rows = st.micro_batch_size * st.grad_accum
+    sdpa_packed = st.type == "sft" and packed and st.attention != "flash_attention_2"
+    cap = max(1, SDPA_PACKED_ROW_TOKENS // seq) if sdpa_packed else MAX_MICRO
+    if not machine.cuda or not machine.gpu_mem_gib or shape is None:
+        why = "no GPU: the recipe's micro-batch" if not machine.cuda else "model shape unknown: the recipe's micro-batch"
+        micro = min(st.micro_batch_size, cap)
+        if not (_explicit(st, "micro_batch_size") or _explicit(st, "grad_accum")) and rows % micro == 0:
+            put(st, "micro_batch_size", micro, why if micro == st.micro_batch_size else
+                f"{why}, capped at {micro} rows: sdpa masks the whole flattened packed row")
+            put(st, "grad_accum", rows // micro, f"{rows} rows per optimizer step")
+        put(st, "gradient_checkpointing", False, "no GPU memory to fit: recomputation would only cost time"
+            if not machine.cuda else "model shape unknown, so no estimate says memory needs it")
+        return
+    kind = "full" if st.type == "cpt" else st.method
+    fused = st.liger_kernel or st.type == "sft"  # TRL's SFT trainer computes the loss without full logits
+    r = st.lora.r if st.type == "sft" else 16
+    budget = machine.gpu_mem_gib - CONTEXT_GIB
+    if _explicit(st, "micro_batch_size") or _explicit(st, "grad_accum"):
+        ckpt_needed = peak_gib(shape, kind, st.micro_batch_size, seq, False, fused, r) > budget
+        put(st, "gradient_checkpointing", ckpt_needed,
+            f"the estimate says micro-batch {st.micro_batch_size} x {seq} "
+            + ("does not fit" if ckpt_needed else "fits") + f" in {gpu_text(machine)} without it")
+        return
+    c = choose_batch(rows, lambda m, ck: peak_gib(shape, kind, m, seq, ck, fused, r), budget, cap)
+    fit = f"estimated peak {c.peak_gib} GiB of {budget:.0f} GiB usable on {gpu_text(machine)}"
+    put(st, "micro_batch_size", c.micro, f"largest micro-batch dividing {rows} rows per step that fits: {fit}"
+        + ("" if c.fits else " (NOT fitting even with checkpointing: expect out-of-memory)"))
+    put(st, "grad_accum", c.accum, f"keeps the recipe's {rows} rows ({rows * seq} tokens) per optimizer step")
+    put(st, "gradient_checkpointing", c.checkpointing, "micro-batch 1 does not fit without it" if c.checkpointing
+        else "not needed: the chosen micro-batch fits without recomputation")
+
+
+def gpu_text(m: Machine) -> str:
+    return f"{m.gpu_name} ({m.gpu_mem_gib:.0f} GiB)" if m.gpu_name and m.gpu_mem_gib else "the GPU"
