@@ -184,8 +184,6 @@ def parse_yaml(text: str, file: str | None = None) -> tuple[Any, dict[tuple, int
         msg = " ".join(str(getattr(e, "problem", None) or e).split())
         raise RecipeError([Problem(path="", line=(mark.line + 1) if mark else None,
                                    message=f"not valid YAML ({msg}); fix the syntax at that line")], file)
-    except yaml.constructor.ConstructorError as e:  # pragma: no cover - compose does not construct
-        raise RecipeError([Problem(path="", message=str(e))], file)
     if node is None:
         return None, {}
     lines: dict[tuple, int] = {}

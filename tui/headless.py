@@ -139,14 +139,28 @@ def follow(run: Path, proc=None, out=sys.stdout) -> int:
         print(line, file=out)
     if proc is not None:
         code = proc.wait()
-        if code not in (0, 1, 2):
-            print(f"the training process died (exit {code}); see {run / 'train.log'}", file=out)
-            code = 1
+        if code not in (0, 1, 2) or finished is None:
+            print(f"the training process ended without finishing (exit {code}); last lines of "
+                  f"{run / 'train.log'}:", file=out)
+            print(log_tail(run), file=out)
+            code = code if code in (1, 2) else 1
         return code
     if finished is None:
-        print(f"the training process ended without finishing; see {run / 'train.log'}", file=out)
+        print(f"the training process ended without finishing; last lines of {run / 'train.log'}:", file=out)
+        print(log_tail(run), file=out)
         return 1
     return {"ok": 0, "stopped": 0}.get(finished.get("status"), 1)
+
+
+def log_tail(run: Path, n: int = 8) -> str:
+    try:
+        with open(run / "train.log", "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 16384))
+            lines = f.read().decode("utf-8", "replace").splitlines()[-n:]
+    except OSError:
+        return "  (no train.log)"
+    return "\n".join("  " + x for x in lines)
 
 
 def stop(run: Path) -> bool:
