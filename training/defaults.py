@@ -210,25 +210,32 @@ def _batch(st, machine: Machine, shape: Shape | None, seq: int, packed: bool, pu
     rows = st.micro_batch_size * st.grad_accum
     sdpa_packed = st.type == "sft" and packed and st.attention != "flash_attention_2"
     cap = max(1, SDPA_PACKED_ROW_TOKENS // seq) if sdpa_packed else MAX_MICRO
-    if not machine.cuda or not machine.gpu_mem_gib or shape is None:
+    kind = "full" if st.type == "cpt" else st.method
+    fused = bool(st.liger_kernel) or st.type == "sft"  # TRL's SFT trainer computes the loss without full logits
+    r = st.lora.r if st.type == "sft" else 16
+    budget = (machine.gpu_mem_gib or 0) - CONTEXT_GIB
+    estimate = machine.cuda and machine.gpu_mem_gib and shape is not None
+    no_estimate = ("no GPU memory to fit: recomputation would only cost time" if not machine.cuda else
+                   "model shape unknown, so no estimate says memory needs it")
+
+    if _explicit(st, "micro_batch_size") or _explicit(st, "grad_accum"):  # a person split the batch: keep it
+        for key in ("micro_batch_size", "grad_accum"):
+            put(st, key, getattr(st, key), "kept: the recipe sets the micro-batch or the accumulation")
+        if not estimate:
+            put(st, "gradient_checkpointing", False, no_estimate)
+            return
+        need = peak_gib(shape, kind, st.micro_batch_size, seq, False, fused, r) > budget
+        put(st, "gradient_checkpointing", need, f"the estimate says micro-batch {st.micro_batch_size} x {seq} "
+            + ("does not fit" if need else "fits") + f" in {gpu_text(machine)} without it")
+        return
+    if not estimate:
         why = "no GPU: the recipe's micro-batch" if not machine.cuda else "model shape unknown: the recipe's micro-batch"
         micro = min(st.micro_batch_size, cap)
-        if not (_explicit(st, "micro_batch_size") or _explicit(st, "grad_accum")) and rows % micro == 0:
+        if rows % micro == 0:
             put(st, "micro_batch_size", micro, why if micro == st.micro_batch_size else
                 f"{why}, capped at {micro} rows: sdpa masks the whole flattened packed row")
             put(st, "grad_accum", rows // micro, f"{rows} rows per optimizer step")
-        put(st, "gradient_checkpointing", False, "no GPU memory to fit: recomputation would only cost time"
-            if not machine.cuda else "model shape unknown, so no estimate says memory needs it")
-        return
-    kind = "full" if st.type == "cpt" else st.method
-    fused = st.liger_kernel or st.type == "sft"  # TRL's SFT trainer computes the loss without full logits
-    r = st.lora.r if st.type == "sft" else 16
-    budget = machine.gpu_mem_gib - CONTEXT_GIB
-    if _explicit(st, "micro_batch_size") or _explicit(st, "grad_accum"):
-        ckpt_needed = peak_gib(shape, kind, st.micro_batch_size, seq, False, fused, r) > budget
-        put(st, "gradient_checkpointing", ckpt_needed,
-            f"the estimate says micro-batch {st.micro_batch_size} x {seq} "
-            + ("does not fit" if ckpt_needed else "fits") + f" in {gpu_text(machine)} without it")
+        put(st, "gradient_checkpointing", False, no_estimate)
         return
     c = choose_batch(rows, lambda m, ck: peak_gib(shape, kind, m, seq, ck, fused, r), budget, cap)
     fit = f"estimated peak {c.peak_gib} GiB of {budget:.0f} GiB usable on {gpu_text(machine)}"
