@@ -72,7 +72,9 @@ def project_stage(stage: dict, cfg: dict):
     recipe = validate_data({"name": "bench", "model": {"id": "bench"}, "stages": [stage]}, check_paths=False)
     st = recipe.stages[0]
     st.model_fields_set.difference_update({"micro_batch_size", "grad_accum"})
-    machine = detect() if DEV == "cuda" else Machine(cuda=False)
+    machine = detect()
+    if DEV != "cuda":  # a CPU run (or a CPU build of torch on a GPU box) is sized for the host
+        machine = Machine(cuda=False, cpus=machine.cpus, host_mem_gib=machine.host_mem_gib)
     return st, apply_defaults(recipe, machine, Shape.from_config(cfg))
 
 
@@ -195,7 +197,7 @@ def run_part(part: str, small: bool, n_steps: int, warmup: int) -> tuple[list[di
         out.append(measure(f"{part}_default_qv_only", lambda: model_for(
             cfg, attn, bool(st.liger_kernel), st.gradient_checkpointing, ["q_proj", "v_proj"], quant),
             default, warmup, fpt))
-    base = out[0]["real_tokens_per_s"] if len(out) == 2 else None
+    base = out[0]["real_tokens_per_s"] if out[0]["variant"].endswith("_guide") else None
     for v in out:
         v["speedup_vs_guide"] = round(v["real_tokens_per_s"] / base, 2) if base else None
     return out, resolved

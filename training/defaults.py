@@ -17,7 +17,8 @@ run's recipe.yaml. What it decides:
   are present (`pip install tune-wizard[gpu]`).
 - micro-batch and gradient accumulation: the recipe's rows per optimizer step (micro_batch_size x
   grad_accum) are kept; the largest micro-batch that divides them and fits the detected card's memory
-  (by the VRAM estimate) is chosen, and accumulation makes up the rest.
+  (by the VRAM estimate; on the CPU, half the free host memory) is chosen, and accumulation makes up the
+  rest. A person who sets either key keeps both as written.
 - gradient checkpointing only when not even a micro-batch of 1 fits without it.
 """
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Machine:
     liger: bool = False        # liger_kernel importable
     flash_attn: bool = False   # flash_attn importable
     cpus: int = 1
+    host_mem_gib: float | None = None  # available host memory: the CPU's "card" when there is no GPU
 
 
 def _has(module: str) -> bool:
@@ -69,8 +71,13 @@ def detect() -> Machine:
     except Exception:
         pass
     gpu = name is not None
+    try:
+        import psutil
+        host = psutil.virtual_memory().available / GIB
+    except Exception:
+        host = None
     return Machine(cuda=gpu, gpu_name=name, gpu_mem_gib=mem, liger=gpu and _has("liger_kernel"),
-                   flash_attn=gpu and _has("flash_attn"), cpus=os.cpu_count() or 1)
+                   flash_attn=gpu and _has("flash_attn"), cpus=os.cpu_count() or 1, host_mem_gib=host)
 
 
 def loader_settings(cuda: bool, cpus: int | None = None) -> dict:
@@ -213,33 +220,34 @@ def _batch(st, machine: Machine, shape: Shape | None, seq: int, packed: bool, pu
     kind = "full" if st.type == "cpt" else st.method
     fused = bool(st.liger_kernel) or st.type == "sft"  # TRL's SFT trainer computes the loss without full logits
     r = st.lora.r if st.type == "sft" else 16
-    budget = (machine.gpu_mem_gib or 0) - CONTEXT_GIB
-    estimate = machine.cuda and machine.gpu_mem_gib and shape is not None
-    no_estimate = ("no GPU memory to fit: recomputation would only cost time" if not machine.cuda else
-                   "model shape unknown, so no estimate says memory needs it")
+    if machine.cuda:
+        budget, where, scale = (machine.gpu_mem_gib or 0) - CONTEXT_GIB, gpu_text(machine), 1.0
+    else:  # the CPU trains in fp32 (twice the estimate's bf16 bytes) and leaves half the free memory alone
+        budget, where, scale = 0.5 * (machine.host_mem_gib or 0), "half the free host memory (fp32)", 2.0
+    estimate = shape is not None and budget > 0
+
+    def peak(micro: int, ckpt: bool) -> float:
+        return scale * peak_gib(shape, kind, micro, seq, ckpt, fused, r)
 
     if _explicit(st, "micro_batch_size") or _explicit(st, "grad_accum"):  # a person split the batch: keep it
         for key in ("micro_batch_size", "grad_accum"):
             put(st, key, getattr(st, key), "kept: the recipe sets the micro-batch or the accumulation")
-        if not estimate:
-            put(st, "gradient_checkpointing", False, no_estimate)
-            return
-        need = peak_gib(shape, kind, st.micro_batch_size, seq, False, fused, r) > budget
-        put(st, "gradient_checkpointing", need, f"the estimate says micro-batch {st.micro_batch_size} x {seq} "
-            + ("does not fit" if need else "fits") + f" in {gpu_text(machine)} without it")
+        need = bool(estimate) and peak(st.micro_batch_size, False) > budget
+        put(st, "gradient_checkpointing", need, "no memory estimate (model shape unknown)" if not estimate else
+            f"the estimate says micro-batch {st.micro_batch_size} x {seq} " + ("does not fit" if need else "fits")
+            + f" in {where} without it")
         return
     if not estimate:
-        why = "no GPU: the recipe's micro-batch" if not machine.cuda else "model shape unknown: the recipe's micro-batch"
-        micro = min(st.micro_batch_size, cap)
-        if rows % micro == 0:
-            put(st, "micro_batch_size", micro, why if micro == st.micro_batch_size else
-                f"{why}, capped at {micro} rows: sdpa masks the whole flattened packed row")
-            put(st, "grad_accum", rows // micro, f"{rows} rows per optimizer step")
-        put(st, "gradient_checkpointing", False, no_estimate)
+        micro = max(d for d in range(1, min(rows, cap) + 1) if rows % d == 0)
+        put(st, "micro_batch_size", micro, "no memory estimate (model shape unknown): the recipe's batch"
+            + ("" if micro == rows else f", at most {cap} rows: sdpa masks the whole flattened packed row"))
+        put(st, "grad_accum", rows // micro, f"keeps the recipe's {rows} rows per optimizer step")
+        put(st, "gradient_checkpointing", False, "no memory estimate says it is needed")
         return
-    c = choose_batch(rows, lambda m, ck: peak_gib(shape, kind, m, seq, ck, fused, r), budget, cap)
-    fit = f"estimated peak {c.peak_gib} GiB of {budget:.0f} GiB usable on {gpu_text(machine)}"
-    put(st, "micro_batch_size", c.micro, f"largest micro-batch dividing {rows} rows per step that fits: {fit}"
+    c = choose_batch(rows, peak, budget, cap)
+    fit = f"estimated peak {c.peak_gib} GiB of {budget:.0f} GiB usable in {where}"
+    why = "" if machine.cuda else "; on the CPU, bigger matrix products amortize per-operation overhead"
+    put(st, "micro_batch_size", c.micro, f"largest micro-batch dividing {rows} rows per step that fits: {fit}{why}"
         + ("" if c.fits else " (NOT fitting even with checkpointing: expect out-of-memory)"))
     put(st, "grad_accum", c.accum, f"keeps the recipe's {rows} rows ({rows * seq} tokens) per optimizer step")
     put(st, "gradient_checkpointing", c.checkpointing, "micro-batch 1 does not fit without it" if c.checkpointing

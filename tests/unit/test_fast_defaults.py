@@ -158,3 +158,21 @@ def test_schema_accepts_the_new_keys(key):
     value = {"attention": "sdpa", "liger_kernel": True}[key]
     st = recipe({"type": "cpt", "data": ["x"], key: value}).stages[0]
     assert getattr(st, key) == value and key in st.model_fields_set
+
+
+TINY_DEMO = Shape.from_config(dict(vocab_size=4096, hidden_size=128, intermediate_size=352, num_hidden_layers=4,
+                                   num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True))
+
+
+def test_cpu_takes_the_whole_batch_in_one_micro_batch_when_host_memory_allows():
+    r = recipe({"type": "cpt", "data": ["x"], "seq_len": 256, "micro_batch_size": 4, "grad_accum": 8})
+    r.stages[0].model_fields_set.difference_update({"micro_batch_size", "grad_accum"})  # the schema's batch
+    out = apply_defaults(r, Machine(cuda=False, host_mem_gib=16.0), TINY_DEMO)
+    st = r.stages[0]
+    assert (st.micro_batch_size, st.grad_accum, st.gradient_checkpointing) == (32, 1, False)
+    assert "host memory" in by_key(out, "cpt")["micro_batch_size"]["reason"]
+    r = recipe({"type": "cpt", "data": ["x"], "seq_len": 256, "micro_batch_size": 4, "grad_accum": 8})
+    r.stages[0].model_fields_set.difference_update({"micro_batch_size", "grad_accum"})
+    one_row = 2 * peak_gib(TINY_DEMO, "full", 1, 256, False, False)
+    apply_defaults(r, Machine(cuda=False, host_mem_gib=2 * 8.5 * one_row), TINY_DEMO)  # room for ~8 rows
+    assert r.stages[0].micro_batch_size < 32 and r.stages[0].micro_batch_size * r.stages[0].grad_accum == 32
