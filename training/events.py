@@ -7,7 +7,15 @@ One JSON object per line, always with `v` (schema version), `t` (unix time) and 
   step         stage, step, total_steps, epoch, loss, lr, grad_norm, tokens, tokens_per_s, step_time_s, eta_s
   eval         stage, step, eval_loss, perplexity
   checkpoint   stage, step, path
-  stage_end    stage, output, train_loss, runtime_s, steps
+  stage_end    stage, output, kind (model | adapter), train_loss, runtime_s, steps,
+               peak_mem_gib, peak_mem_kind (cuda_max_allocated: since the stage started | rss_peak: process so far)
+  measure      stage, type, when (before | after), model, seconds, and (training/evaluate.py):
+               domain_ppl, domain_tokens (held-out corpus slice; null without a cpt stage), general_ppl,
+               general_tokens, eval_seq_len, lm_eval {status: ok | no_tasks | not_installed | failed, results};
+               sft stages: heldout_pairs_loss, heldout_pairs, heldout_pairs_tokens, answers [{prompt, answer}];
+               when=after: domain_ppl_change_pct, general_ppl_change_pct; cpt stages also
+               forgetting_threshold_pct, forgetting_warning. `error` instead when a measurement failed.
+  report       path (report.md, relative to the run folder) or error; written just before `finished`
   gpu          gpus [{index, name, mem_used_gib, mem_total_gib, util_pct, temp_c, power_w}] or host {...}
   error        stage, kind, message, hint
   stopped      stage, step, reason

@@ -101,6 +101,28 @@ class SftStage(StageBase):
 Stage = Annotated[Union[CptStage, SftStage], Field(discriminator="type")]
 
 
+class EvalSpec(Strict):
+    """Before/after measurements around every stage (training/evaluate.py); the caps keep them cheap."""
+    enabled: bool = True
+    probe_prompts: list[str] = Field(default_factory=list, description="asked before and after each sft stage")
+    max_new_tokens: int = Field(64, ge=1, le=4096)
+    general_text: str | None = Field(None, description="a .txt/.md file of general English; default: recipes/general_reference.txt")
+    max_domain_tokens: int = Field(32768, ge=64, description="cap on held-out domain tokens scored")
+    max_general_tokens: int = Field(16384, ge=64, description="cap on general-text tokens scored")
+    max_pairs: int = Field(64, ge=1, description="cap on held-out pairs scored")
+    forgetting_threshold_pct: float = Field(10.0, ge=0, description="warn when general perplexity rises more after cpt")
+    lm_eval_tasks: list[str] = Field(default_factory=list, description="lm-eval-harness tasks, run when lm-eval is installed")
+    lm_eval_limit: int = Field(100, ge=1, description="examples per lm-eval task")
+
+
+class Estimate(Strict):
+    """What the run was expected to take, written before it starts; the report sets the spend against it."""
+    hours: float = Field(ge=0)
+    usd: float | None = Field(None, ge=0)
+    peak_vram_gib: float | None = Field(None, ge=0)
+    source: str | None = None
+
+
 class Recipe(Strict):
     version: Literal[1] = RECIPE_VERSION
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -109,6 +131,8 @@ class Recipe(Strict):
     model: ModelSpec
     hardware: Hardware = Field(default_factory=Hardware)
     stages: list[Stage] = Field(min_length=1)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    estimate: Estimate | None = None
     # filled in by the runner when it resolves a recipe into a run directory; not for users to write
     resolved: dict[str, Any] | None = None
 
@@ -346,6 +370,10 @@ def _check_paths(recipe: Recipe, lines: dict[tuple, int]) -> list[Problem]:
             elif isinstance(st, SftStage) and files[0].suffix.lower() != ".jsonl":
                 probs.append(Problem(path=path, line=_loc_line(loc, lines),
                                      message=f"pairs file '{spec}' must be .jsonl (one JSON object per line)"))
+    gt = recipe.eval.general_text
+    if gt is not None and not Path(os.path.expanduser(gt)).is_file():
+        probs.append(Problem(path="eval.general_text", line=_loc_line(("eval", "general_text"), lines),
+                             message=f"'{gt}' does not exist; give a .txt/.md file or leave the key out for the shipped text"))
     return probs
 
 

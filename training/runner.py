@@ -21,6 +21,7 @@ from pathlib import Path
 from training.data import DataError, read_pairs, sha256_file, sniff_text_file
 from training.recipe import BUILTIN, CptStage, Problem, Recipe, RecipeError, SftStage, expand_data
 
+GENERAL_REFERENCE = Path(__file__).resolve().parent.parent / "recipes" / "general_reference.txt"
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets", "liger-kernel")
 
 
@@ -113,6 +114,11 @@ def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) ->
             if st.chat_template not in ("auto", "plain") and not Path(st.chat_template).is_file():
                 problems.append(Problem(path=f"stages.{i}.chat_template",
                                         message=f"'{st.chat_template}' is not a file; use auto, plain or a .jinja file"))
+    # the general reference text of the before/after measurements is hashed with the data
+    r.eval.general_text = _abs(r.eval.general_text) if r.eval.general_text else str(GENERAL_REFERENCE)
+    files_seen[r.eval.general_text] = Path(r.eval.general_text)
+    if check_data and (why := sniff_text_file(Path(r.eval.general_text))):
+        problems.append(Problem(path="eval.general_text", message=f"{r.eval.general_text} {why}; give a UTF-8 text file"))
     if problems:
         raise RecipeError(problems, file)
     from training.defaults import apply_defaults, detect, model_shape

@@ -45,6 +45,7 @@ def main(run_dir: str) -> int:
     ev = EventWriter(run / "events.jsonl")
     t0 = time.time()
     from training.data import DataError
+    from training.evaluate import Measurer, peak_memory, reset_peak_memory
     from training.stages.common import Ctx, StopFlag, cuda
 
     StopFlag.install()
@@ -56,17 +57,21 @@ def main(run_dir: str) -> int:
     tok_src = base
     outputs: dict[str, str] = {}
     status, code, stage = "ok", EXIT_OK, None
+    measurer = Measurer(recipe, run, ev)
     try:
         for i, stage in enumerate(recipe.stages):
             ctx = Ctx(run_dir=run, events=ev, stage_index=i, base_model=base, tokenizer_src=tok_src,
                       revision=recipe.model.revision if base == recipe.model.id else None,
                       trust_remote_code=recipe.model.trust_remote_code, seed=recipe.seed)
+            measurer.measure(i, "before", base, tok_src)
             t_stage = time.time()
             if stage.type == "cpt":
                 from training.stages import cpt as mod
             else:
                 from training.stages import sft as mod
+            reset_peak_memory()
             res = mod.run(stage, ctx)
+            peak = peak_memory()
             if res["stopped"]:
                 ev.emit("stopped", stage=stage.name, step=res["steps"], reason=StopFlag.reason or "signal")
                 status = "stopped"
@@ -74,9 +79,12 @@ def main(run_dir: str) -> int:
             outputs[stage.name] = res["output"]
             ev.emit("stage_end", stage=stage.name, output=res["output"], kind=res["kind"],
                     train_loss=res["train_loss"], last_loss=res["last_loss"], steps=res["steps"],
-                    runtime_s=time.time() - t_stage)
+                    runtime_s=time.time() - t_stage, **peak)
             if res["kind"] == "model":  # later stages start from this stage's weights
                 base = tok_src = str(run / res["output"])
+                measurer.measure(i, "after", base, tok_src)
+            else:
+                measurer.measure(i, "after", base, str(run / res["output"]), adapter=str(run / res["output"]))
     except DataError as e:
         status, code = "failed", EXIT_BAD_INPUT
         ev.emit("error", stage=getattr(stage, "name", None), kind="bad_input", message=str(e),
@@ -87,7 +95,14 @@ def main(run_dir: str) -> int:
         kind, message, hint = _explain(e, stage)
         traceback.print_exc()
         ev.emit("error", stage=getattr(stage, "name", None), kind=kind, message=message, hint=hint)
-    ev.emit("finished", status=status, outputs=outputs, runtime_s=time.time() - t0)
+    finish = dict(status=status, outputs=outputs, runtime_s=time.time() - t0)
+    try:  # the report reads the events so far; a broken report never changes the run's status
+        from training.report import write_report
+        ev.emit("report", path=str(write_report(run, pending_finish=finish).relative_to(run)))
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc()
+        ev.emit("report", error=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
+    ev.emit("finished", **finish)
     ev.close()
     return code
 

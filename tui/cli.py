@@ -6,6 +6,9 @@
   tune-wizard stop [RUN_DIR]          ask a run to checkpoint and stop
   tune-wizard runs                    list runs
   tune-wizard schema                  print the recipe JSON Schema
+  tune-wizard plan --model M ...      scan the data, decide, estimate, write a recipe (see plan --help)
+  tune-wizard report [RUN_DIR]        (re)write RUN_DIR/report.md: before/after, loss curves, cost
+  tune-wizard export [RUN_DIR]        copy out the adapter, or with --merge a standalone model [--out DIR]
 
 Exit status: 0 success, 1 training failure, 2 bad input (one line per problem, no traceback).
 """
@@ -23,6 +26,9 @@ COMMANDS = {
     "stop": "tui.cli:cmd_stop",
     "runs": "tui.cli:cmd_runs",
     "schema": "tui.cli:cmd_schema",
+    "plan": "training.plan_cli:main",
+    "report": "tui.run_commands:cmd_report",
+    "export": "tui.run_commands:cmd_export",
 }
 
 
@@ -35,7 +41,8 @@ def main_parser() -> argparse.ArgumentParser:
         prog="tune-wizard",
         description="Decide between continued pre-training, fine-tuning, both or retrieval from measured "
                     "evidence; write a recipe; run it and watch it.",
-        epilog="commands: attach [RUN_DIR], stop [RUN_DIR], runs, schema (each has --help). "
+        epilog="commands: plan, attach [RUN_DIR], stop [RUN_DIR], runs, report [RUN_DIR], "
+               "export [RUN_DIR] [--merge], schema (each has --help). "
                "Without --recipe or a command, the interactive wizard starts.")
     p.add_argument("--recipe", metavar="R.yaml", help="run this recipe headless")
     p.add_argument("--dry-run", action="store_true", help="validate the recipe and print the resolved plan; train nothing")

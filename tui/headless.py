@@ -54,6 +54,18 @@ def render(ev: dict) -> str | None:
                 f"[{ev['stage']}] step {ev['step']}/{ev['total_steps']}  loss {ev.get('loss')}")
     if e == "eval":
         return f"[{ev['stage']}] eval at step {ev['step']}: loss {ev['eval_loss']:.4f}  perplexity {ev['perplexity']:.1f}"
+    if e == "measure":
+        if ev.get("error"):
+            return f"[{ev['stage']}] measurement {ev.get('when')} failed: {ev['error']}"
+        parts = [f"{label} {ev[k]:.4g}" + (f" ({ev[k + '_change_pct']:+.1f}%)" if isinstance(ev.get(k + "_change_pct"), (int, float)) else "")
+                 for k, label in (("domain_ppl", "domain ppl"), ("general_ppl", "general ppl"))
+                 if isinstance(ev.get(k), (int, float))]
+        if isinstance(ev.get("heldout_pairs_loss"), (int, float)):
+            parts.append(f"held-out pairs loss {ev['heldout_pairs_loss']:.4f}")
+        warn = "  WARNING: general perplexity rose above the forgetting threshold" if ev.get("forgetting_warning") else ""
+        return f"[{ev['stage']}] {ev.get('when')}: {', '.join(parts) or 'measured'}{warn}"
+    if e == "report":  # the summary names the written report with its full path
+        return None if ev.get("path") else f"report failed: {ev.get('error')}"
     if e == "checkpoint":
         return f"[{ev['stage']}] checkpoint {ev['path']}"
     if e == "stage_end":
@@ -84,6 +96,8 @@ def summary(events: list[dict], run: Path) -> list[str]:
         ev_ = f", eval loss {s['eval']:.3f}" if s.get("eval") is not None else ""
         lines.append(f"  {name:<10} {s.get('steps', 0):>5} steps  {loss}{ev_}  {fmt_duration(s.get('time'))}  "
                      f"{s.get('out') or '(no output)'}")
+    if (run / "report.md").exists():
+        lines.append(f"report: {run / 'report.md'}")
     return lines
 
 

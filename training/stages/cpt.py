@@ -8,6 +8,7 @@ causal-LM collator makes the labels (the guide's sample has none, so its Trainer
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from training.data import doc_hash, iter_documents
@@ -44,19 +45,20 @@ def document_rows(files: list[Path], st: CptStage, split: str, stats: dict):
             yield {"text": text[i:i + step], "last": i + step >= len(text)}
 
 
-def tokenize_and_pack(files: list[Path], st: CptStage, tok, split: str):
+def tokenize_and_pack(files: list[Path], st: CptStage, tok, split: str, cache: Path):
     """Dataset of {"input_ids": [seq_len]} blocks, documents joined with EOS. Packing works on groups
     of 1,000 rows (memory stays bounded); each group's tail shorter than seq_len is dropped, well under
     1% of the tokens for documents of a few hundred tokens (stats["dropped_tokens"] counts it)."""
     from datasets import Dataset
 
     stats: dict = {}
-    rows = list(document_rows(files, st, split, stats))
-    if not rows:
+    # rows stream to Arrow files in this run's own cache folder (fresh, so never stale; memory stays flat)
+    ds = Dataset.from_generator(document_rows, cache_dir=str(cache / split),
+                                gen_kwargs={"files": files, "st": st, "split": split, "stats": stats})
+    if len(ds) == 0:
         return None, stats
-    ds = Dataset.from_list(rows)
     eos = tok.eos_token_id
-    nproc = max(1, min(os.cpu_count() or 1, len(rows) // 2000)) if len(rows) > 4000 else None
+    nproc = max(1, min(os.cpu_count() or 1, len(ds) // 2000)) if len(ds) > 4000 else None
 
     def tokenize(batch):
         enc = tok(batch["text"], add_special_tokens=False)["input_ids"]
@@ -102,12 +104,13 @@ def run(st: CptStage, ctx: Ctx) -> dict:
 
     # data
     files = [f for spec in st.data for f in expand_data(spec)]
-    train_ds, tstats = tokenize_and_pack(files, st, tok, "train")
+    cache = ctx.run_dir / "cache" / st.name
+    train_ds, tstats = tokenize_and_pack(files, st, tok, "train", cache)
     if train_ds is None:
         from training.data import DataError
         raise DataError(f"stage {st.name}: the corpus gives fewer than seq_len={st.seq_len} tokens of training text; "
                         f"add text or lower seq_len")
-    eval_ds, estats = tokenize_and_pack(files, st, tok, "eval") if st.eval_fraction > 0 else (None, {})
+    eval_ds, estats = tokenize_and_pack(files, st, tok, "eval", cache) if st.eval_fraction > 0 else (None, {})
     per_epoch, total = plan_steps(len(train_ds), st)
 
     # model
@@ -136,5 +139,10 @@ def run(st: CptStage, ctx: Ctx) -> dict:
     if not StopFlag.requested:
         trainer.save_model(str(out))
         tok.save_pretrained(str(out))
+        shutil.rmtree(cache, ignore_errors=True)  # the tokenized corpus; a resume rebuilds it
+        try:
+            cache.parent.rmdir()
+        except OSError:
+            pass
     return {"output": str(out.relative_to(ctx.run_dir)), "kind": "model", "train_loss": result.training_loss,
             "steps": trainer.state.global_step, "stopped": StopFlag.requested, "last_loss": cb.last_loss}

@@ -1,0 +1,52 @@
+"""Generated test data: corpora of unique documents and pair files of a given size (no downloads).
+Used by the plan tests and by bench/scan_bench.py; every document is distinct (random words)."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+
+
+def _vocab(rng: np.random.Generator, n: int = 20000) -> np.ndarray:
+    letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype="S1")
+    lens = rng.integers(3, 10, n)
+    return np.array([b"".join(rng.choice(letters, k)) for k in lens], dtype=object)
+
+
+def write_corpus(folder: Path, mb: float, seed: int = 0, doc_words: tuple[int, int] = (150, 600),
+                 files: int = 8, jsonl: bool = False) -> int:
+    """About `mb` MB of unique documents: one .txt per document, or `files` .jsonl files. Returns bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    vocab = _vocab(rng)
+    target, written, i = int(mb * 1e6), 0, 0
+    outs = [open(folder / f"part-{k:03d}.jsonl", "w") for k in range(files)] if jsonl else []
+    try:
+        while written < target:
+            n = int(rng.integers(*doc_words))
+            words = vocab[rng.integers(0, len(vocab), n)]
+            paras = [b" ".join(words[j:j + 60]) for j in range(0, n, 60)]
+            text = b"\n\n".join(paras) + f" doc{seed}-{i}".encode()
+            if jsonl:
+                outs[i % files].write(json.dumps({"text": text.decode()}) + "\n")
+            else:
+                (folder / f"doc-{i:07d}.txt").write_bytes(text)
+            written += len(text)
+            i += 1
+    finally:
+        for f in outs:
+            f.close()
+    return written
+
+
+def write_pairs(path: Path, n: int, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    words = ["clause", "tenant", "statute", "filing", "notice", "term", "party", "court", "breach", "fee"]
+    with open(path, "w") as f:
+        for i in range(n):
+            q = " ".join(rng.choice(words) for _ in range(8))
+            a = " ".join(rng.choice(words) for _ in range(20))
+            f.write(json.dumps({"prompt": f"Q{i}: {q}?", "completion": a}) + "\n")
+    return path

@@ -1,0 +1,240 @@
+"""Time, peak VRAM and cost of a training step and of each candidate plan. Pure arithmetic, no torch.
+
+Throughput (per GPU):
+    FLOPs per token   F = k * N + 6 * L * h * s      k = 6 (full weights: forward 2N, backward 4N)
+                                                      k = 4 (LoRA/QLoRA: no weight gradients for the frozen base)
+                                                      6*L*h*s: causal attention score/value matmuls, forward+backward
+    tokens/s          = MFU * peak_bf16 / F           (real tokens: padding is not counted)
+    MFU               = MFU_BASE[kind] * (LIGER_GAIN if fused kernels)
+                        * (PADDED_STEP_EFF[kind] * pad_efficiency if batches are padded instead of packed)
+Peak VRAM (per GPU, what torch.cuda.max_memory_allocated reports; the CUDA context adds ~0.5-1 GiB):
+    static        full:  P * (2 weights + 2 grads + 4 AdamW m,v)   bf16 throughout, as the engine trains
+                  lora:  P * 2 (frozen bf16 base) + P_lora * 16 (fp32 adapter, grad, m, v)
+                  qlora: P_linear * NF4_BYTES + P_embed * 4 (prepare_model_for_kbit_training upcasts the
+                         embeddings and LM head to fp32) + P_lora * 16
+    activations   T = micro_batch * seq tokens per step, per token per layer (bf16 tensors saved for backward):
+                  plain:  2 * (6h + 2kv + 4i) bytes (norm in/out, q k v, attention out; gate, up, act, product)
+                  fused:  2 * (5h + 2kv + 3i) bytes (Liger's RMSNorm/SwiGLU keep fewer tensors)
+                  LoRA dropout > 0 keeps a dropped-out copy of each adapted input: 2 * (6h + i) more
+                  checkpointing: keep only each layer's input (2 bytes/element, 4 for QLoRA's fp32 residual)
+                  plus one layer's activations while it is recomputed
+    logits        T * V * 14 bytes (bf16 logits, fp32 copy, fp32 log-softmax, fp32 gradient), 12 when the
+                  LM head is fp32 (QLoRA); ~0 with Liger's fused linear cross-entropy
+Calibrated on the H200 rows in /work/shared/bench/2026-11-28-h200-anchor.jsonl (tests/unit/test_estimate.py
+keeps every row within +-25% for tokens/s and peak GiB).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from training.shapes import ModelShape
+
+GIB = 2**30
+# expected model-FLOPs utilisation of a packed step on an H100/H200-class card (measured, see the anchor rows)
+MFU_BASE = {"full": 0.42, "lora": 0.27, "qlora": 0.195}
+LIGER_GAIN = 1.17           # fused RMSNorm/RoPE/SwiGLU/linear-cross-entropy: 38.2% -> 47.7..52.8% MFU measured
+# padded batches with an attention mask (no flash kernel), per processed token, relative to packed:
+# measured on the guide-style rows (full 1B: 3.8% MFU; QLoRA 8B q/v: 4.7%) after removing the padding waste
+PADDED_STEP_EFF = {"full": 0.18, "lora": 0.42, "qlora": 0.42}
+NF4_BYTES = 4.127 / 8       # 4-bit NF4 plus double-quantised block scales
+SCALING_EFF = 0.90          # data-parallel efficiency for more than one GPU on a node (DDP/FSDP)
+SFT_PAD_EFFICIENCY = 0.6    # real/processed tokens of padded SFT batches when the pairs scan gave none
+RAG_EMBED_PARAMS = 110e6    # a small embedding model indexes the corpus for RAG: forward only, 2N FLOPs/token
+CONTEXT_GIB = 1.0           # CUDA context and allocator slack, added when checking that a plan fits
+PRICES_FILE = Path(__file__).resolve().parent.parent / "recipes" / "gpu_prices.yaml"
+
+
+@dataclass(frozen=True)
+class Card:
+    name: str
+    memory_gib: float
+    peak_bf16_tflops: float
+    price_per_hour: float
+    price_source: str
+    price_date: str
+    names: tuple = ()
+
+
+def load_cards(path: Path | None = None) -> list[Card]:
+    data = yaml.safe_load(Path(path or PRICES_FILE).read_text())
+    return [Card(name=c["names"][0], names=tuple(str(n).lower() for n in c["names"]), memory_gib=float(c["memory_gib"]),
+                 peak_bf16_tflops=float(c["peak_bf16_tflops"]), price_per_hour=float(c["price_per_hour"]),
+                 price_source=c["price_source"], price_date=str(c["price_date"])) for c in data["cards"]]
+
+
+def find_card(name: str, cards: list[Card] | None = None) -> Card | None:
+    key = name.strip().lower()
+    return next((c for c in (cards or load_cards()) if key in c.names or key == c.name.lower()), None)
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    kind: str                   # full | lora | qlora
+    seq: int                    # tokens per row (the padded length for padded batches)
+    micro_batch: int
+    packed: bool = True
+    liger: bool = False
+    checkpointing: bool = False
+    pad_efficiency: float = 1.0  # real / processed tokens (1.0 when packed)
+    lora_r: int = 16
+    lora_targets: str | tuple = "all-linear"
+    lora_dropout: float = 0.05
+
+
+def flops_per_token(m: ModelShape, cfg: StepConfig) -> float:
+    k = 6 if cfg.kind == "full" else 4
+    return k * m.flops_params + 6 * m.layers * m.hidden * cfg.seq
+
+
+def mfu(cfg: StepConfig) -> float:
+    u = MFU_BASE[cfg.kind] * (LIGER_GAIN if cfg.liger else 1.0)
+    if not cfg.packed:
+        u *= PADDED_STEP_EFF[cfg.kind] * cfg.pad_efficiency
+    return u
+
+
+def tokens_per_second(m: ModelShape, cfg: StepConfig, card_tflops: float) -> float:
+    """Real (non-padding) tokens per second on one GPU."""
+    return mfu(cfg) * card_tflops * 1e12 / flops_per_token(m, cfg)
+
+
+def _layer_act_bytes(m: ModelShape, cfg: StepConfig) -> float:
+    h, kv, i = m.hidden, m.kv_dim, m.intermediate
+    b = 2 * (5 * h + 2 * kv + 3 * i) if cfg.liger else 2 * (6 * h + 2 * kv + 4 * i)
+    if cfg.kind != "full" and cfg.lora_dropout > 0:
+        b += 2 * (6 * h + i)
+    return b
+
+
+def peak_vram_gib(m: ModelShape, cfg: StepConfig, shards: int = 1) -> float:
+    """Peak allocated GiB on one GPU; `shards` > 1 splits weights, grads and optimizer (FSDP/ZeRO-3)."""
+    p = m.total_params
+    targets = cfg.lora_targets if isinstance(cfg.lora_targets, str) else list(cfg.lora_targets)
+    if cfg.kind == "full":
+        static = p * (2 + 2 + 4)
+    elif cfg.kind == "lora":
+        static = p * 2 + m.lora_params(cfg.lora_r, targets) * 16
+    else:
+        linear = max(0.0, p - m.embed_params)
+        static = linear * NF4_BYTES + m.embed_params * 4 + m.lora_params(cfg.lora_r, targets) * 16
+    static /= max(1, shards)
+    t = cfg.micro_batch * cfg.seq
+    layer = _layer_act_bytes(m, cfg) * t
+    if cfg.checkpointing:
+        resid = 4 if cfg.kind == "qlora" else 2
+        act = m.layers * t * m.hidden * resid + layer
+    else:
+        act = m.layers * layer
+    logits = 0.0 if cfg.liger else t * m.vocab * (12 if cfg.kind == "qlora" else 14)
+    return (static + act + logits) / GIB
+
+
+# ---------------------------------------------------------------- plans
+
+@dataclass
+class StageEstimate:
+    stage: str                  # cpt | sft | rag_index
+    method: str | None
+    tokens: float               # real tokens processed, all epochs
+    tokens_per_s: float         # all GPUs together
+    hours: float
+    peak_vram_gib: float
+    checkpointing: bool = False
+    sharded: bool = False       # weights/grads/optimizer split over the GPUs (FSDP / ZeRO-3)
+    micro_batch: int = 4
+    seq: int = 2048
+
+
+@dataclass
+class PlanEstimate:
+    path: str                   # rag_only | sft | cpt_sft | cpt
+    method: str | None          # lora | qlora | full | None (the SFT method)
+    hours: float
+    usd: float
+    peak_vram_gib: float
+    fits: bool
+    gpu: str
+    gpu_count: int
+    price_per_hour: float
+    stages: list[StageEstimate] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(hours=round(self.hours, 3), usd=round(self.usd, 2), peak_vram_gib=round(self.peak_vram_gib, 1))
+        return d
+
+
+@dataclass
+class Workload:
+    """What a plan trains on: corpus tokens, pairs and their lengths, epochs."""
+    corpus_tokens: float = 0.0
+    pairs: int = 0
+    pair_tokens_mean: float = 0.0
+    pair_max_len: int = 1024          # padded row length for SFT batches (pairs p95, rounded up)
+    pair_pad_efficiency: float = SFT_PAD_EFFICIENCY
+    cpt_epochs: float = 1.0
+    sft_epochs: float = 3.0
+    cpt_seq: int = 2048
+    micro_batch: int = 4
+    liger: bool = False
+    sft_packed: bool = False
+
+
+def stage_estimate(m: ModelShape, stage: str, kind: str, tokens: float, seq: int, micro: int, packed: bool,
+                   pad_eff: float, liger: bool, card: Card, n_gpus: int) -> StageEstimate:
+    """Pick checkpointing only when the step does not fit without it; shard when the state does not fit."""
+    budget = card.memory_gib - CONTEXT_GIB
+    cfg = StepConfig(kind=kind, seq=seq, micro_batch=micro, packed=packed, liger=liger,
+                     pad_efficiency=1.0 if packed else pad_eff)
+    shards = 1
+    peak = peak_vram_gib(m, cfg)
+    if peak > budget:
+        cfg = StepConfig(**{**asdict(cfg), "checkpointing": True})
+        peak = peak_vram_gib(m, cfg)
+    if peak > budget and n_gpus > 1:
+        shards = n_gpus
+        peak = peak_vram_gib(m, cfg, shards)
+    tps = tokens_per_second(m, cfg, card.peak_bf16_tflops) * n_gpus * (SCALING_EFF if n_gpus > 1 else 1.0)
+    return StageEstimate(stage=stage, method=kind, tokens=tokens, tokens_per_s=tps, hours=tokens / tps / 3600,
+                         peak_vram_gib=peak, checkpointing=cfg.checkpointing, sharded=shards > 1,
+                         micro_batch=micro, seq=seq)
+
+
+def _plan(path: str, method: str | None, stages: list[StageEstimate], card: Card, n: int, price: float) -> PlanEstimate:
+    hours = sum(s.hours for s in stages)
+    peak = max((s.peak_vram_gib for s in stages), default=0.0)
+    return PlanEstimate(path=path, method=method, hours=hours, usd=hours * price * n, peak_vram_gib=peak,
+                        fits=peak + CONTEXT_GIB <= card.memory_gib, gpu=card.name, gpu_count=n,
+                        price_per_hour=price, stages=stages)
+
+
+def estimate_all(m: ModelShape, w: Workload, card: Card, n_gpus: int = 1, price: float | None = None) -> list[PlanEstimate]:
+    """One estimate per candidate plan that the data allows: rag_only always; sft (lora, qlora, full) when
+    there are pairs; cpt when there is a corpus; cpt_sft (each SFT method) when there are both."""
+    price = card.price_per_hour if price is None else price
+    out = []
+    rag_tps = 0.3 * card.peak_bf16_tflops * 1e12 / (2 * RAG_EMBED_PARAMS)
+    rag = StageEstimate(stage="rag_index", method=None, tokens=w.corpus_tokens, tokens_per_s=rag_tps,
+                        hours=w.corpus_tokens / rag_tps / 3600, peak_vram_gib=1.0, micro_batch=64, seq=512)
+    out.append(_plan("rag_only", None, [rag], card, 1, price))
+    sft = {}
+    if w.pairs > 0:
+        sft_tokens = w.pairs * w.pair_tokens_mean * w.sft_epochs
+        for kind in ("lora", "qlora", "full"):
+            sft[kind] = stage_estimate(m, "sft", kind, sft_tokens, w.pair_max_len, w.micro_batch, w.sft_packed,
+                                       w.pair_pad_efficiency, w.liger, card, n_gpus)
+            out.append(_plan("sft", kind, [sft[kind]], card, n_gpus, price))
+    if w.corpus_tokens > 0:
+        cpt = stage_estimate(m, "cpt", "full", w.corpus_tokens * w.cpt_epochs, w.cpt_seq, w.micro_batch, True,
+                             1.0, w.liger, card, n_gpus)
+        for kind, st in sft.items():
+            out.append(_plan("cpt_sft", kind, [cpt, st], card, n_gpus, price))
+        out.append(_plan("cpt", None, [cpt], card, n_gpus, price))
+    return out
+
+
+def find_plan(estimates: list[PlanEstimate], path: str, method: str | None) -> PlanEstimate | None:
+    return next((e for e in estimates if e.path == path and e.method == method), None)

@@ -1,0 +1,136 @@
+"""`tune-wizard export RUN_DIR [--merge] [--out DIR] [--base PATH]`: take a run's result out of the run folder.
+
+The run's result is the output of its last finished stage (a `stage_end` event):
+  a LoRA/QLoRA adapter  --merge: load its base (the cpt stage's model when there was one; the path is in
+                        adapter_config.json, or --base), fold the adapter into the weights (merge_and_unload)
+                        and save a standalone model plus tokenizer that AutoModelForCausalLM.from_pretrained
+                        loads. Without --merge: a copy of the adapter with a README saying how to load it.
+  a full model          (cpt only, or full-weight sft) is already standalone: it is copied, with a README.
+The export is written to a temporary folder and renamed into place, so a failed export leaves nothing
+half-written; an existing, non-empty --out folder is never overwritten.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from training.events import read_events
+
+
+class ExportError(Exception):
+    """Bad input for an export: one line saying what to do. Exit status 2."""
+
+
+def final_output(run: Path) -> dict:
+    ends = [e for e in read_events(run / "events.jsonl") if e.get("event") == "stage_end"]
+    if not ends:
+        raise ExportError(f"{run}: no stage finished in this run, so there is nothing to export")
+    last = ends[-1]
+    path = run / last["output"]
+    if not path.is_dir():
+        raise ExportError(f"{path}: the output of stage {last['stage']} is missing; was it moved or deleted?")
+    return {"stage": last["stage"], "kind": last.get("kind", "model"), "path": path}
+
+
+def _target(run: Path, out: str | None, default: str) -> Path:
+    target = Path(out).expanduser() if out else run / "export" / default
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ExportError(f"{target} already exists and is not empty; choose another --out or remove it")
+    return target
+
+
+def adapter_base(adapter: Path, base: str | None) -> str:
+    if base:
+        b = base
+    else:
+        try:
+            b = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+        except (OSError, ValueError, KeyError):
+            raise ExportError(f"{adapter}: no adapter_config.json naming the base model; give it with --base PATH")
+    if b.startswith(("/", ".", "~")) and not (Path(b).expanduser() / "config.json").is_file():
+        raise ExportError(f"the adapter's base model '{b}' is not there (was the run folder moved?); "
+                          f"give its new place with --base PATH")
+    return b
+
+
+def _readme(kind: str, target: Path, src: dict, run: Path, base: str | None) -> str:
+    head = f"# Exported from tune-wizard run `{run.name}`\n\nSource: stage `{src['stage']}`, `{src['path']}`.\n\n"
+    if kind == "merged":
+        return head + (f"The LoRA adapter was merged into its base (`{base}`): this folder is a standalone model.\n\n"
+                       "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+                       f"model = AutoModelForCausalLM.from_pretrained(\"{target}\")\n"
+                       f"tok = AutoTokenizer.from_pretrained(\"{target}\")\n"
+                       "ids = tok.apply_chat_template([{\"role\": \"user\", \"content\": \"Hello\"}],\n"
+                       "                              add_generation_prompt=True, return_tensors=\"pt\", return_dict=True)\n"
+                       "print(tok.decode(model.generate(**ids, max_new_tokens=64)[0]))\n```\n")
+    if kind == "adapter":
+        local = base is not None and base.startswith("/")
+        return head + (f"A LoRA adapter. It needs its base model: `{base}`"
+                       + (" (a folder on the machine that trained it: copy that folder along, or export with --merge "
+                          "for one standalone model)" if local else "") + ".\n\n"
+                       "```python\nfrom peft import PeftModel\n"
+                       "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+                       f"base = AutoModelForCausalLM.from_pretrained(\"{base}\")\n"
+                       f"model = PeftModel.from_pretrained(base, \"{target}\")\n"
+                       f"tok = AutoTokenizer.from_pretrained(\"{target}\")  # carries the chat template of training\n"
+                       "model = model.merge_and_unload()  # optional: fold the adapter into the weights\n```\n")
+    return head + ("A full model (every weight trained), standalone as it is.\n\n"
+                   "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+                   f"model = AutoModelForCausalLM.from_pretrained(\"{target}\")\n"
+                   f"tok = AutoTokenizer.from_pretrained(\"{target}\")\n```\n")
+
+
+def _quiet() -> None:
+    """A command-line export prints one line: no progress bars, no library chatter below errors."""
+    import logging
+    import os
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _merge_into(tmp: Path, adapter: Path, base: str) -> None:
+    _quiet()
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # the base in its own dtype, never 4-bit: a QLoRA adapter is merged into full-precision weights
+    model = AutoModelForCausalLM.from_pretrained(base, dtype="auto")
+    model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    model.save_pretrained(str(tmp))
+    # the tokenizer saved with the adapter has the chat template the model was fine-tuned with
+    tok_src = adapter if (adapter / "tokenizer_config.json").is_file() else Path(base)
+    AutoTokenizer.from_pretrained(str(tok_src)).save_pretrained(str(tmp))
+
+
+def export(run: str | Path, merge: bool = False, out: str | None = None, base: str | None = None) -> tuple[Path, str]:
+    """Export the run's result; returns (folder written, kind: merged | adapter | model)."""
+    run = Path(run)
+    if not (run / "recipe.yaml").is_file():
+        raise ExportError(f"{run} is not a run folder (no recipe.yaml)")
+    src = final_output(run)
+    if src["kind"] == "adapter":
+        kind = "merged" if merge else "adapter"
+        base_model = adapter_base(src["path"], base)
+    else:
+        kind, base_model = "model", None
+    target = _target(run, out, kind)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        if kind == "merged":
+            _merge_into(tmp, src["path"], base_model)
+        else:
+            shutil.copytree(src["path"], tmp, dirs_exist_ok=True)
+        (tmp / "README.md").write_text(_readme(kind, target, src, run, base_model), encoding="utf-8")
+        if target.exists():
+            target.rmdir()  # empty, checked above
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target, kind

@@ -1,0 +1,177 @@
+"""Gap probe: does the base model know the domain? Runs in its own process (`python -m training.probe`);
+callers use run_probe(), which never imports torch in the caller.
+
+Measures:
+  answers     the base model answers the user's domain prompts (greedy, max_new_tokens and max_time limits);
+              the user's verdict on them (confuses domain rules / invents terms / right facts, wrong format /
+              fine) is theirs to give (--gap, or the wizard's gap step)
+  perplexity  on a sample of the corpus and on recipes/general_reference.txt (general prose written for this
+              project); domain/reference ratio
+  fertility   tokens per word on both; the domain words split into the most pieces
+Suggestion: a perplexity ratio above PPL_RATIO or a fertility ratio above FERTILITY_RATIO suggests a knowledge
+gap (the model finds the domain's text surprising or its vocabulary foreign); otherwise no objective signal.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REFERENCE = Path(__file__).resolve().parent.parent / "recipes" / "general_reference.txt"
+PPL_RATIO = 2.0
+FERTILITY_RATIO = 1.3
+SAMPLE_CHARS = 40_000   # of corpus text for perplexity and fertility
+WINDOW = 512            # tokens per perplexity window
+
+
+@dataclass
+class GapFacts:
+    answers: list = field(default_factory=list)   # {"prompt", "answer", "new_tokens", "seconds", "stopped_by"}
+    ppl_domain: float = 0.0
+    ppl_reference: float = 0.0
+    ppl_ratio: float = 0.0
+    fertility_domain: float = 0.0
+    fertility_reference: float = 0.0
+    fertility_ratio: float = 0.0
+    split_terms: list = field(default_factory=list)  # [word, pieces], most pieces first
+    suggested_gap: str | None = None
+    summary: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def suggest(ppl_ratio: float, fert_ratio: float) -> tuple[str | None, str]:
+    hits = []
+    if ppl_ratio > PPL_RATIO:
+        hits.append(f"domain perplexity {ppl_ratio:.1f}x the reference (> {PPL_RATIO:g}x)")
+    if fert_ratio > FERTILITY_RATIO:
+        hits.append(f"domain words split into {fert_ratio:.2f}x more tokens (> {FERTILITY_RATIO:g}x)")
+    if hits:
+        return "knowledge", "; ".join(hits) + " -> suggests a knowledge gap"
+    return None, (f"perplexity ratio {ppl_ratio:.2f}, fertility ratio {fert_ratio:.2f}: no objective sign of a "
+                  f"knowledge gap; judge the answers")
+
+
+def run_probe(model: str, prompts_file: str | None, corpus_paths: list[str], max_new_tokens: int = 96,
+              time_limit: float = 30.0, timeout: float = 900.0) -> GapFacts:
+    """Run the probe in a subprocess; RuntimeError with its last stderr line if it fails."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "probe.json"
+        cmd = [sys.executable, "-m", "training.probe", "--model", model, "--out", str(out),
+               "--max-new-tokens", str(max_new_tokens), "--time-limit", str(time_limit)]
+        if prompts_file:
+            cmd += ["--prompts", prompts_file]
+        cmd += ["--corpus", *corpus_paths] if corpus_paths else []
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent) + os.pathsep
+                   + os.environ.get("PYTHONPATH", ""))
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        if p.returncode != 0 or not out.exists():
+            last = (p.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"the probe process failed ({last})")
+        return GapFacts(**json.loads(out.read_text()))
+
+
+def corpus_sample(paths: list[str], chars: int = SAMPLE_CHARS) -> str:
+    from training.data import iter_documents, sniff_text_file
+    from training.recipe import expand_data
+    files = [f for p in paths for f in expand_data(p) if not sniff_text_file(f)]
+    parts, n = [], 0
+    for _, _, text in iter_documents(files, whole=False):
+        parts.append(text[: chars - n])
+        n += len(parts[-1])
+        if n >= chars:
+            break
+    return "\n\n".join(parts)
+
+
+def perplexity(model, tok, text: str) -> float:
+    import torch
+    ids = tok(text, add_special_tokens=False)["input_ids"][: WINDOW * 16]
+    nll, count = 0.0, 0
+    dev = next(model.parameters()).device
+    with torch.no_grad():
+        for i in range(0, len(ids) - 1, WINDOW):
+            chunk = torch.tensor([ids[i:i + WINDOW]], device=dev)
+            if chunk.shape[1] < 2:
+                break
+            loss = model(input_ids=chunk, labels=chunk).loss.item()
+            nll += loss * (chunk.shape[1] - 1)
+            count += chunk.shape[1] - 1
+    return math.exp(nll / count) if count else float("nan")
+
+
+def fertility(tok, text: str) -> float:
+    words = text.split()
+    return len(tok(text, add_special_tokens=False)["input_ids"]) / max(1, len(words))
+
+
+def split_terms(tok, text: str, top: int = 10) -> list:
+    words = {w for w in re.findall(r"[A-Za-z][A-Za-z_\-]{3,}", text)}
+    scored = [(w, len(tok(" " + w, add_special_tokens=False)["input_ids"])) for w in words]
+    return [list(x) for x in sorted(scored, key=lambda x: (-x[1], x[0]))[:top]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = argparse.ArgumentParser(prog="python -m training.probe")
+    a.add_argument("--model", required=True)
+    a.add_argument("--prompts")
+    a.add_argument("--corpus", nargs="*", default=[])
+    a.add_argument("--out", required=True)
+    a.add_argument("--max-new-tokens", type=int, default=96)
+    a.add_argument("--time-limit", type=float, default=30.0)
+    args = a.parse_args(argv)
+    t0 = time.time()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model_dir = args.model
+    if model_dir.startswith("builtin:"):
+        from training.demo import resolve_builtin
+        model_dir = resolve_builtin(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    cuda = torch.cuda.is_available()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if cuda else torch.float32,
+                                                 device_map={"": 0} if cuda else None)
+    model.eval()
+    facts = GapFacts()
+    prompts = [p.strip() for p in Path(args.prompts).read_text(encoding="utf-8").splitlines() if p.strip()] \
+        if args.prompts else []
+    for prompt in prompts[:20]:
+        t = time.time()
+        enc = tok(prompt, return_tensors="pt").to(model.device)
+        with torch.no_grad():
+            gen = model.generate(**enc, max_new_tokens=args.max_new_tokens, max_time=args.time_limit,
+                                 do_sample=False, pad_token_id=tok.pad_token_id or tok.eos_token_id)
+        new = gen[0, enc["input_ids"].shape[1]:]
+        dt = time.time() - t
+        facts.answers.append({"prompt": prompt, "answer": tok.decode(new, skip_special_tokens=True),
+                              "new_tokens": int(new.shape[0]), "seconds": round(dt, 2),
+                              "stopped_by": "time" if dt >= args.time_limit else
+                              ("tokens" if new.shape[0] >= args.max_new_tokens else "eos")})
+    reference = REFERENCE.read_text(encoding="utf-8")
+    domain = corpus_sample(args.corpus) if args.corpus else ""
+    if domain.strip():
+        facts.ppl_domain, facts.ppl_reference = perplexity(model, tok, domain), perplexity(model, tok, reference)
+        facts.ppl_ratio = facts.ppl_domain / facts.ppl_reference
+        facts.fertility_domain, facts.fertility_reference = fertility(tok, domain), fertility(tok, reference)
+        facts.fertility_ratio = facts.fertility_domain / facts.fertility_reference
+        facts.split_terms = split_terms(tok, domain)
+        facts.suggested_gap, facts.summary = suggest(facts.ppl_ratio, facts.fertility_ratio)
+    else:
+        facts.summary = "no corpus given: only the answers to judge"
+    facts.seconds = round(time.time() - t0, 1)
+    Path(args.out).write_text(json.dumps(facts.to_dict()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""`tune-wizard report RUN_DIR` and `tune-wizard export RUN_DIR [--merge] [--out DIR] [--base PATH]`.
+
+Argument parsing and messages only: the work happens in training/report.py and training/export.py,
+imported when the command runs (export loads torch then; this module itself stays light).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+def _err(msg: str) -> None:
+    print(f"tune-wizard: error: {msg}", file=sys.stderr)
+
+
+def _run_folder(value: str | None, prog: str) -> Path | None:
+    from tui.cli import latest_run
+    run = Path(value) if value else latest_run()
+    if run is None:
+        _err(f"no runs under ./runs; give a run folder: tune-wizard {prog} RUN_DIR")
+        return None
+    if not (run / "recipe.yaml").is_file() or not (run / "events.jsonl").is_file():
+        _err(f"{run} is not a run folder (it needs recipe.yaml and events.jsonl)")
+        return None
+    return run
+
+
+def cmd_report(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="tune-wizard report",
+                                description="(Re)write RUN_DIR/report.md: before/after table, loss curves, cost.")
+    p.add_argument("run_dir", nargs="?", help="a run folder (default: the latest under ./runs)")
+    a = p.parse_args(argv)
+    run = _run_folder(a.run_dir, "report")
+    if run is None:
+        return EXIT_BAD_INPUT
+    from training.report import write_report
+    try:
+        path = write_report(run)
+    except OSError as e:
+        _err(f"cannot write the report in {run} ({e.strerror}); check the folder's permissions")
+        return EXIT_BAD_INPUT
+    print(path)
+    return 0
+
+
+def cmd_export(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="tune-wizard export",
+                                description="Copy a run's result out: the adapter with a README, or with --merge "
+                                            "a standalone model (adapter merged into its base).")
+    p.add_argument("run_dir", nargs="?", help="a run folder (default: the latest under ./runs)")
+    p.add_argument("--merge", action="store_true", help="merge the LoRA adapter into its base; save a standalone model")
+    p.add_argument("--out", metavar="DIR", help="where to write (default: RUN_DIR/export/merged|adapter|model)")
+    p.add_argument("--base", metavar="PATH", help="the adapter's base model, when it is no longer where training left it")
+    a = p.parse_args(argv)
+    run = _run_folder(a.run_dir, "export")
+    if run is None:
+        return EXIT_BAD_INPUT
+    from training.export import ExportError, export
+    try:
+        target, kind = export(run, merge=a.merge, out=a.out, base=a.base)
+    except ExportError as e:
+        _err(str(e))
+        return EXIT_BAD_INPUT
+    what = {"merged": "standalone model (adapter merged into its base)", "adapter": "LoRA adapter, with README.md",
+            "model": "full model (nothing to merge), with README.md"}[kind]
+    print(f"exported {what}: {target}")
+    return 0
