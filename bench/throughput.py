@@ -67,15 +67,16 @@ def peak_tflops() -> float | None:
 def project_stage(stage: dict, cfg: dict):
     """The stage as the runner resolves it on this machine. micro_batch_size x grad_accum is the recipe's batch
     (rows per optimizer step), not a person's choice of micro-batch, so the chooser may split it."""
-    from training.defaults import Machine, Shape, apply_defaults, detect
+    from training.defaults import Machine, apply_defaults, detect
     from training.recipe import validate_data
+    from training.shapes import from_config
     recipe = validate_data({"name": "bench", "model": {"id": "bench"}, "stages": [stage]}, check_paths=False)
     st = recipe.stages[0]
     st.model_fields_set.difference_update({"micro_batch_size", "grad_accum"})
     machine = detect()
     if DEV != "cuda":  # a CPU run (or a CPU build of torch on a GPU box) is sized for the host
         machine = Machine(cuda=False, cpus=machine.cpus, host_mem_gib=machine.host_mem_gib)
-    return st, apply_defaults(recipe, machine, Shape.from_config(cfg))
+    return st, apply_defaults(recipe, machine, from_config(cfg, "bench", "bench"))
 
 
 def model_for(cfg: dict, attn: str, liger: bool, ckpt: bool, lora: str | list | None, quant_dir: str | None):

@@ -17,21 +17,19 @@ run's recipe.yaml. What it decides:
   are present (`pip install tune-wizard[gpu]`).
 - micro-batch and gradient accumulation: the recipe's rows per optimizer step (micro_batch_size x
   grad_accum) are kept; the largest micro-batch that divides them and fits the detected card's memory
-  (by the VRAM estimate; on the CPU, half the free host memory) is chosen, and accumulation makes up the
+  (by the VRAM estimate of training/estimate.py; on the CPU, half the free host memory) is chosen, and accumulation makes up the
   rest. A person who sets either key keeps both as written.
 - gradient checkpointing only when not even a micro-batch of 1 fits without it.
 """
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 GIB = 2**30
-CONTEXT_GIB = 1.5             # CUDA context, allocator fragmentation, kernels' workspaces
+CONTEXT_GIB = 1.5             # CUDA context, allocator fragmentation, kernels' workspaces (not in the estimate)
 MAX_MICRO = 64
 SDPA_PACKED_ROW_TOKENS = 8192  # sdpa builds a dense (T x T) mask for a flattened padding-free row
 
@@ -88,57 +86,25 @@ def loader_settings(cuda: bool, cpus: int | None = None) -> dict:
     return {"dataloader_num_workers": max(1, min(4, cpus // 2)), "dataloader_pin_memory": True}
 
 
-# ---------------------------------------------------------------- VRAM estimate (the seam)
-# The estimate below is deliberately small. training/estimate.py (branch `decide`) carries the calibrated
-# formula; once it is on main, `peak_gib_fn` should return a closure over its peak_vram_gib instead.
+# ---------------------------------------------------------------- VRAM estimate
 
-@dataclass(frozen=True)
-class Shape:
-    layers: int
-    hidden: int
-    intermediate: int
-    kv_dim: int
-    vocab: int
-    params: float
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "Shape":
-        h, L = int(cfg["hidden_size"]), int(cfg["num_hidden_layers"])
-        heads = int(cfg.get("num_attention_heads") or 1)
-        kv = h * int(cfg.get("num_key_value_heads") or heads) // heads
-        i = int(cfg.get("intermediate_size") or 4 * h)
-        v = int(cfg["vocab_size"])
-        params = L * (2 * h * h + 2 * h * kv + 3 * h * i) + v * h * (1 if cfg.get("tie_word_embeddings") else 2)
-        return cls(L, h, i, kv, v, float(params))
+def peak_gib(shape, kind: str, micro: int, seq: int, checkpointing: bool, liger: bool, lora=None) -> float:
+    """Peak GiB of one training step, by the project's calibrated estimate (training/estimate.py)."""
+    from training.estimate import StepConfig, peak_vram_gib
+    kw = {} if lora is None else dict(lora_r=lora.r, lora_dropout=lora.dropout,
+                                      lora_targets=lora.target_modules if isinstance(lora.target_modules, str)
+                                      else tuple(lora.target_modules))
+    return peak_vram_gib(shape, StepConfig(kind=kind, seq=seq, micro_batch=micro, packed=True, liger=liger,
+                                           checkpointing=checkpointing, **kw))
 
 
-def model_shape(model_dir: str) -> Shape | None:
-    """The shape from a local folder's config.json, or the Hugging Face cache; None when unknown."""
-    p = Path(os.path.expanduser(model_dir)) / "config.json"
-    if not p.is_file():
-        hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
-        snaps = sorted((hub / ("models--" + model_dir.replace("/", "--")) / "snapshots").glob("*/config.json"))
-        if not snaps:
-            return None
-        p = snaps[-1]
+def model_shape(model_id: str):
+    """The model's shape (config.json, the offline Hugging Face cache or the table); None when unknown."""
+    from training.shapes import resolve_shape
     try:
-        return Shape.from_config(json.loads(p.read_text()))
+        return resolve_shape(model_id)
     except (KeyError, ValueError, TypeError, OSError):
         return None
-
-
-def peak_gib(m: Shape, kind: str, micro: int, seq: int, checkpointing: bool, fused_loss: bool,
-             lora_r: int = 16) -> float:
-    """Peak GiB of one training step: weights/grads/optimizer + saved activations + logits."""
-    lora = m.layers * lora_r * (2 * m.hidden + 2 * m.kv_dim + 3 * (m.hidden + m.intermediate)) if kind != "full" else 0
-    static = {"full": m.params * 8,                        # bf16 weights, grads, AdamW m and v
-              "lora": m.params * 2 + lora * 16,            # frozen bf16 base; fp32 adapters, grads, m, v
-              "qlora": m.params * 0.55 + m.vocab * m.hidden * 4 + lora * 16}[kind]
-    tokens = micro * seq
-    per_layer = tokens * 2 * (6 * m.hidden + 2 * m.kv_dim + 4 * m.intermediate)  # bf16 tensors kept for backward
-    act = tokens * m.layers * m.hidden * 2 + per_layer if checkpointing else m.layers * per_layer
-    logits = 0 if fused_loss else tokens * m.vocab * 12
-    return (static + act + logits) / GIB
 
 
 # ---------------------------------------------------------------- the batch-size chooser
@@ -171,8 +137,9 @@ def _explicit(st, key: str) -> bool:
     return key in st.model_fields_set
 
 
-def apply_defaults(recipe, machine: Machine, shape: Shape | None = None) -> list[dict]:
-    """Set every default-valued speed setting of each stage in place; return what was set and why."""
+def apply_defaults(recipe, machine: Machine, shape=None) -> list[dict]:
+    """Set every default-valued speed setting of each stage in place; return what was set and why.
+    `shape` is a training.shapes.ModelShape (None: no memory estimate, the recipe's batch is kept)."""
     out: list[dict] = []
 
     def put(st, key, value, reason):
@@ -213,13 +180,13 @@ def apply_defaults(recipe, machine: Machine, shape: Shape | None = None) -> list
     return out
 
 
-def _batch(st, machine: Machine, shape: Shape | None, seq: int, packed: bool, put) -> None:
+def _batch(st, machine: Machine, shape, seq: int, packed: bool, put) -> None:
     rows = st.micro_batch_size * st.grad_accum
     sdpa_packed = st.type == "sft" and packed and st.attention != "flash_attention_2"
     cap = max(1, SDPA_PACKED_ROW_TOKENS // seq) if sdpa_packed else MAX_MICRO
     kind = "full" if st.type == "cpt" else st.method
-    fused = bool(st.liger_kernel) or st.type == "sft"  # TRL's SFT trainer computes the loss without full logits
-    r = st.lora.r if st.type == "sft" else 16
+    # SFT without Liger is estimated with full logits although TRL's trainer chunks them: on the safe side
+    liger, lora = bool(st.liger_kernel), (st.lora if st.type == "sft" else None)
     if machine.cuda:
         budget, where, scale = (machine.gpu_mem_gib or 0) - CONTEXT_GIB, gpu_text(machine), 1.0
     else:  # the CPU trains in fp32 (twice the estimate's bf16 bytes) and leaves half the free memory alone
@@ -227,7 +194,7 @@ def _batch(st, machine: Machine, shape: Shape | None, seq: int, packed: bool, pu
     estimate = shape is not None and budget > 0
 
     def peak(micro: int, ckpt: bool) -> float:
-        return scale * peak_gib(shape, kind, micro, seq, ckpt, fused, r)
+        return scale * peak_gib(shape, kind, micro, seq, ckpt, liger, lora)
 
     if _explicit(st, "micro_batch_size") or _explicit(st, "grad_accum"):  # a person split the batch: keep it
         for key in ("micro_batch_size", "grad_accum"):

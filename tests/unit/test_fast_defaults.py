@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from training.defaults import (CONTEXT_GIB, SDPA_PACKED_ROW_TOKENS, Machine, Shape, apply_defaults, choose_batch,
-                               peak_gib)
+from training.defaults import CONTEXT_GIB, SDPA_PACKED_ROW_TOKENS, Machine, apply_defaults, choose_batch, peak_gib
 from training.recipe import validate_data
+from training.shapes import KNOWN, from_config
 
-LLAMA_8B = Shape.from_config(dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                                  num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False))
-LLAMA_1B = Shape.from_config(dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                                  num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=True))
+LLAMA_8B = KNOWN["llama-3.1-8b"]
+LLAMA_1B = KNOWN["llama-3.2-1b"]
 CPU = Machine(cuda=False, cpus=2)
 H100 = Machine(cuda=True, gpu_name="NVIDIA H100 80GB HBM3", gpu_mem_gib=79.6, liger=True, flash_attn=False, cpus=16)
 H100_FLASH = Machine(cuda=True, gpu_name="NVIDIA H100 80GB HBM3", gpu_mem_gib=79.6, liger=True, flash_attn=True)
@@ -120,10 +118,14 @@ def test_sdpa_caps_the_flattened_packed_row():
 
 def test_checkpointing_when_the_8b_full_step_outgrows_the_card():
     fits = recipe({"type": "cpt", "data": ["x"], "seq_len": 2048})
-    apply_defaults(fits, H100, LLAMA_8B)  # ~60 GiB of weights and AdamW state, one 2048 row fits beside it
-    assert (fits.stages[0].micro_batch_size, fits.stages[0].grad_accum) == (1, 4)
-    assert not fits.stages[0].gradient_checkpointing
-    longer = recipe({"type": "cpt", "data": ["x"], "seq_len": 4096})
+    apply_defaults(fits, H100, LLAMA_8B)  # ~60 GiB of weights and AdamW state; a row or two fit beside it
+    st = fits.stages[0]
+    assert not st.gradient_checkpointing and st.micro_batch_size < 4 and st.micro_batch_size * st.grad_accum == 4
+    budget = H100.gpu_mem_gib - CONTEXT_GIB
+    assert peak_gib(LLAMA_8B, "full", st.micro_batch_size, 2048, False, True) <= budget
+    assert peak_gib(LLAMA_8B, "full", 2 * st.micro_batch_size, 2048, False, True) > budget
+    longer = recipe({"type": "cpt", "data": ["x"], "seq_len": 16384})
+    assert peak_gib(LLAMA_8B, "full", 1, 16384, False, True) > budget  # the premise: one long row is too much
     out = apply_defaults(longer, H100, LLAMA_8B)
     assert longer.stages[0].gradient_checkpointing
     assert "GiB" in by_key(out, "cpt")["micro_batch_size"]["reason"]
@@ -160,8 +162,8 @@ def test_schema_accepts_the_new_keys(key):
     assert getattr(st, key) == value and key in st.model_fields_set
 
 
-TINY_DEMO = Shape.from_config(dict(vocab_size=4096, hidden_size=128, intermediate_size=352, num_hidden_layers=4,
-                                   num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True))
+TINY_DEMO = from_config(dict(vocab_size=4096, hidden_size=128, intermediate_size=352, num_hidden_layers=4,
+                             num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True), "tiny", "test")
 
 
 def test_cpu_takes_the_whole_batch_in_one_micro_batch_when_host_memory_allows():
