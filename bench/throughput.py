@@ -110,41 +110,61 @@ def model_for(cfg: dict, attn: str, liger: bool, ckpt: bool, lora: str | list | 
     return m
 
 
-def measure(name: str, make_model, steps, warmup: int, fpt: float) -> dict:
-    """Median real tokens/s over the timed optimizer steps, MFU, peak memory."""
-    gc.collect()
+def _step(model, opt, mbs) -> float:
+    """One optimizer step (every micro-batch forward and backward, then AdamW); its wall time."""
     if DEV == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for mb in mbs:
+        with torch.autocast(DEV, dtype=torch.bfloat16, enabled=DEV == "cuda"):
+            out = model(**{k: (v.to(DEV, non_blocking=True) if torch.is_tensor(v) else v) for k, v in mb.items()})
+        (out.loss / len(mbs)).backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def _setup(make_model):
     model = make_model()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-5, fused=DEV == "cuda")
-    rates, times = [], []
-    for i, (mbs, real) in enumerate(steps):
-        if DEV == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for mb in mbs:
-            with torch.autocast(DEV, dtype=torch.bfloat16, enabled=DEV == "cuda"):
-                out = model(**{k: (v.to(DEV, non_blocking=True) if torch.is_tensor(v) else v) for k, v in mb.items()})
-            (out.loss / len(mbs)).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if DEV == "cuda":
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        if i >= warmup:
-            rates.append(real / dt)
-            times.append(dt)
-    tps = statistics.median(rates)
+    return model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5,
+                                    fused=DEV == "cuda")
+
+
+def measure_all(specs: list[tuple], warmup: int, fpt: float) -> list[dict]:
+    """specs: (name, make_model, steps). Median real tokens/s over the timed optimizer steps, MFU, peak memory.
+    On CUDA each variant runs alone (its own peak memory); on the CPU, which other processes share, the
+    variants take turns step by step so that every one of them sees the same load."""
+    timings = {name: [] for name, _, _ in specs}
+    peaks = {}
+    if DEV == "cuda":
+        for name, make, steps in specs:
+            gc.collect()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            model, opt = _setup(make)
+            timings[name] = [(real, _step(model, opt, mbs)) for mbs, real in steps]
+            peaks[name] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            del model, opt
+    else:
+        live = [(name, *_setup(make), steps) for name, make, steps in specs]
+        for i in range(max(len(steps) for *_, steps in live)):
+            for name, model, opt, steps in live:
+                if i < len(steps):
+                    timings[name].append((steps[i][1], _step(model, opt, steps[i][0])))
+        del live
     peak = peak_tflops()
-    r = {"variant": name, "real_tokens_per_s": round(tps, 1),
-         "mfu": round(tps * fpt / (peak * 1e12), 4) if peak else None,
-         "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if DEV == "cuda" else None,
-         "step_s_median": round(statistics.median(times), 4), "timed_steps": len(rates)}
-    log(json.dumps(r))
-    del model, opt
-    return r
+    out = []
+    for name, _, _ in specs:
+        timed = timings[name][warmup:]
+        tps = statistics.median(real / dt for real, dt in timed)
+        r = {"variant": name, "real_tokens_per_s": round(tps, 1),
+             "mfu": round(tps * fpt / (peak * 1e12), 4) if peak else None, "peak_mem_gib": peaks.get(name),
+             "step_s_median": round(statistics.median(dt for _, dt in timed), 4), "timed_steps": len(timed)}
+        log(json.dumps(r))
+        out.append(r)
+    return out
 
 
 def run_part(part: str, small: bool, n_steps: int, warmup: int) -> tuple[list[dict], list]:
@@ -178,26 +198,24 @@ def run_part(part: str, small: bool, n_steps: int, warmup: int) -> tuple[list[di
     # the guide's 8B full-weight recipe (4 x 2048 padded rows, no checkpointing) needs far more than 80 GiB: skipped
     skip_guide = part == "cpt8b" and not small
     fpt = flops_per_token(cfg, seq, full)
-    out = []
+    specs = []
     if not skip_guide:
         guide = B.padded_steps(B.as_pairs(data) if full else data, 4, 8 if full else 1, n, pad, seq)
-        out.append(measure(f"{part}_guide", lambda: model_for(cfg, "sdpa", False, kind == "qlora",
-                                                              None if full else ["q_proj", "v_proj"], quant),
-                           guide, warmup, fpt))
-        del guide
+        specs.append((f"{part}_guide", lambda: model_for(cfg, "sdpa", False, kind == "qlora",
+                                                         None if full else ["q_proj", "v_proj"], quant), guide))
     default = (B.packed_cpt_steps(data, eos, seq, st.micro_batch_size, st.grad_accum, n) if full else
                B.packed_sft_steps(data, seq, st.micro_batch_size, st.grad_accum, n, pad))
     attn = st.attention if st.attention != "auto" else "sdpa"
-    r = measure(f"{part}_default", lambda: model_for(cfg, attn, bool(st.liger_kernel), st.gradient_checkpointing,
-                                                      None if full else "all-linear", quant), default, warmup, fpt)
-    r["settings"] = {"micro_batch_size": st.micro_batch_size, "grad_accum": st.grad_accum,
-                     "gradient_checkpointing": st.gradient_checkpointing, "liger_kernel": st.liger_kernel,
-                     "attention": attn, "seq": seq, "shape": shape, "method": kind}
-    out.append(r)
+    specs.append((f"{part}_default", lambda: model_for(cfg, attn, bool(st.liger_kernel), st.gradient_checkpointing,
+                                                       None if full else "all-linear", quant), default))
     if not full:  # the same packed batches with the guide's q/v adapters: the packing gain on its own
-        out.append(measure(f"{part}_default_qv_only", lambda: model_for(
-            cfg, attn, bool(st.liger_kernel), st.gradient_checkpointing, ["q_proj", "v_proj"], quant),
-            default, warmup, fpt))
+        specs.append((f"{part}_default_qv_only", lambda: model_for(
+            cfg, attn, bool(st.liger_kernel), st.gradient_checkpointing, ["q_proj", "v_proj"], quant), default))
+    out = measure_all(specs, warmup, fpt)
+    out[1 - skip_guide]["settings"] = {
+        "micro_batch_size": st.micro_batch_size, "grad_accum": st.grad_accum, "attention": attn,
+        "gradient_checkpointing": st.gradient_checkpointing, "liger_kernel": st.liger_kernel, "seq": seq,
+        "shape": shape, "method": kind}
     base = out[0]["real_tokens_per_s"] if out[0]["variant"].endswith("_guide") else None
     for v in out:
         v["speedup_vs_guide"] = round(v["real_tokens_per_s"] / base, 2) if base else None
@@ -237,7 +255,7 @@ def main(argv=None) -> int:
     variants, resolved = [], {}
     for part in parts:
         try:
-            got, res = run_part(part, a.small, a.steps, a.warmup)
+            got, res = run_part(part, a.small, a.steps, a.warmup) if len(parts) == 1 else in_child(part, a)
             variants += got
             resolved[part] = res
         except Exception as e:  # one part failing (OOM on a smaller card) must not lose the others
@@ -260,6 +278,17 @@ def main(argv=None) -> int:
                   f"{v['speedup_vs_guide'] if v.get('speedup_vs_guide') else '-':>9}")
         print("monitoring:", json.dumps(result["monitoring"]))
     return 0
+
+
+def in_child(part: str, a) -> tuple[list[dict], list]:
+    """One part per process: Liger patches some functions module-wide, and a GPU starts each part empty."""
+    import subprocess
+    cmd = [sys.executable, __file__, "--json", "--parts", part, "--steps", str(a.steps), "--warmup", str(a.warmup)]
+    res = subprocess.run(cmd + (["--small"] if a.small else []), stdout=subprocess.PIPE, text=True)
+    if res.returncode != 0 or not res.stdout.strip():
+        raise RuntimeError(f"exit status {res.returncode}")
+    got = json.loads(res.stdout)
+    return got["variants"], got["resolved_defaults"].get(part, [])
 
 
 def versions() -> dict:
