@@ -64,10 +64,14 @@ def synthetic_pairs(n: int, vocab: int, max_len: int, seed: int = 1) -> list[tup
 # ---------------------------------------------------------------- guide-style: truncate, pad to the longest
 
 def padded_steps(seqs: list[tuple[list[int], list[int]]], micro: int, accum: int, n_steps: int, pad_id: int,
-                 seq_cap: int, seed: int = 0) -> list[tuple[list[dict], int]]:
-    """Shuffled, truncated to seq_cap, `micro` rows padded to the longest in the micro-batch, with a mask."""
+                 seq_cap: int, seed: int = 0, grouped: bool = False) -> list[tuple[list[dict], int]]:
+    """Shuffled, truncated to seq_cap, `micro` rows padded to the longest in the micro-batch, with a mask.
+    grouped: sorted by length within mega-batches of 50 micro-batches, as transformers' length-grouped sampler."""
     order = list(range(len(seqs)))
     random.Random(seed).shuffle(order)
+    if grouped:
+        mega = 50 * micro
+        order = [j for i in range(0, len(order), mega) for j in sorted(order[i:i + mega], key=lambda j: -len(seqs[j][0]))]
     steps, k = [], 0
     for _ in range(n_steps):
         mbs, real = [], 0

@@ -5,13 +5,13 @@
     python bench/throughput.py --small [--json]    the CUDA parts on tiny shapes (CPU smoke test of that path)
     python bench/throughput.py --parts cpt,sft --steps 8 --warmup 2
 
-Variants: <part>_guide, <part>_default and, for SFT, <part>_default_qv_only (the default's packed batches with
-the guide's q/v adapters, which separates the packing gain from the cost of adapting every linear layer).
+Variants: <part>_guide, <part>_default and, for SFT, <part>_default_qv_only (the default's batches with the
+guide's q/v adapters, which separates the batching gain from the cost of adapting every linear layer).
 guide-style: documents/pairs truncated, micro-batches padded to the longest row, the guide's batch sizes
 (CPT 4 x 8 accumulation, SFT 4), LoRA on q_proj/v_proj only, no fused kernels.
-default: what training/defaults.py decides for the same recipe on this machine (packing, padding-free SFT
-bins, Liger and the micro-batch / checkpointing choice from the VRAM estimate on CUDA, LoRA on all linear
-layers), through the same packers and collators the stages use.
+default: what training/defaults.py decides for the same recipe on this machine (CPT packing; SFT padding-free
+bins with flash-attention, else length-grouped micro-batches; Liger; the micro-batch / checkpointing choice
+from the memory estimate; LoRA on all linear layers), through the same packers and collators the stages use.
 Each variant runs plain optimizer steps (forward, backward per micro-batch, fused AdamW on CUDA); the number is
 the median over the timed steps of real (non-pad) tokens / step time. MFU counts 6N FLOPs per token for
 full weights and 4N for LoRA plus attention (6 L h s), against the card's dense bf16 peak (CUDA only).
@@ -203,18 +203,23 @@ def run_part(part: str, small: bool, n_steps: int, warmup: int) -> tuple[list[di
         guide = B.padded_steps(B.as_pairs(data) if full else data, 4, 8 if full else 1, n, pad, seq)
         specs.append((f"{part}_guide", lambda: model_for(cfg, "sdpa", False, kind == "qlora",
                                                          None if full else ["q_proj", "v_proj"], quant), guide))
-    default = (B.packed_cpt_steps(data, eos, seq, st.micro_batch_size, st.grad_accum, n) if full else
-               B.packed_sft_steps(data, seq, st.micro_batch_size, st.grad_accum, n, pad))
+    if full:
+        default = B.packed_cpt_steps(data, eos, seq, st.micro_batch_size, st.grad_accum, n)
+    elif st.packing:
+        default = B.packed_sft_steps(data, seq, st.micro_batch_size, st.grad_accum, n, pad)
+    else:  # the fallback without flash-attention: length-grouped micro-batches padded to their longest pair
+        default = B.padded_steps(data, st.micro_batch_size, st.grad_accum, n, pad, seq, grouped=st.group_by_length)
     attn = st.attention if st.attention != "auto" else "sdpa"
     specs.append((f"{part}_default", lambda: model_for(cfg, attn, bool(st.liger_kernel), st.gradient_checkpointing,
                                                        None if full else "all-linear", quant), default))
-    if not full:  # the same packed batches with the guide's q/v adapters: the packing gain on its own
+    if not full:  # the same batches with the guide's q/v adapters: the batching gain on its own
         specs.append((f"{part}_default_qv_only", lambda: model_for(
             cfg, attn, bool(st.liger_kernel), st.gradient_checkpointing, ["q_proj", "v_proj"], quant), default))
     out = measure_all(specs, warmup, fpt)
     out[1 - skip_guide]["settings"] = {
         "micro_batch_size": st.micro_batch_size, "grad_accum": st.grad_accum, "attention": attn,
         "gradient_checkpointing": st.gradient_checkpointing, "liger_kernel": st.liger_kernel, "seq": seq,
+        "packing": st.packing, "group_by_length": getattr(st, "group_by_length", None),
         "shape": shape, "method": kind}
     base = out[0]["real_tokens_per_s"] if out[0]["variant"].endswith("_guide") else None
     for v in out:

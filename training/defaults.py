@@ -5,13 +5,16 @@
 and returns a list of {stage, key, value, reason} that the runner records as `resolved.defaults` in the
 run's recipe.yaml. What it decides:
 
-- SFT packing: TRL best-fit-decreasing packing (`packing_strategy="bfd"`), which TRL runs padding-free: a
-  micro-batch is one flattened row with `position_ids` restarting at every pair. With flash-attention
-  the varlen kernel keeps pairs apart. With sdpa, transformers (5.x, masking_utils) derives a
-  block-diagonal causal mask from those position_ids when the forward gets no attention mask and no
-  cache; the SFT trainer always passes `use_cache=False`, so pairs never attend to each other
-  (tests/unit/test_fast_defaults.py checks the logits on the tiny model). The cost on sdpa is a dense
-  mask over the whole flattened row, so there the micro-batch is capped at SDPA_PACKED_ROW_TOKENS.
+- SFT packing: with flash-attention, TRL best-fit-decreasing packing (`packing_strategy="bfd"`), which TRL
+  runs padding-free: a micro-batch is one flattened row with `position_ids` restarting at every pair and
+  the varlen kernel keeps pairs apart. Without it (sdpa, the CPU) the stated fallback is no packing and
+  length-grouped micro-batches (`group_by_length`), padded to their longest pair. Packing on sdpa is
+  exact (transformers 5.x derives a block-diagonal causal mask from those position_ids when the forward
+  gets no attention mask and no cache, and the SFT trainer passes `use_cache=False`;
+  tests/integration/test_fast_packing.py checks the logits) but the mask is dense over the whole
+  flattened row, so attention grows with its square: on the demo, grouped padding was about twice as fast
+  (bench/RESULTS.md). A recipe that asks for packing on sdpa gets micro-batches of at most
+  SDPA_PACKED_ROW_TOKENS tokens.
 - attention: flash_attention_2 when CUDA and the flash_attn package are present, else sdpa.
 - Liger kernels (RMSNorm, RoPE, SwiGLU; fused linear cross-entropy in CPT) when CUDA and liger-kernel
   are present (`pip install tune-wizard[gpu]`).
@@ -163,14 +166,18 @@ def apply_defaults(recipe, machine: Machine, shape=None) -> list[dict]:
             put(st, "liger_kernel", False, "liger-kernel is not installed (pip install 'tune-wizard[gpu]')"
                 if machine.cuda else "Liger's Triton kernels need a CUDA GPU")
         seq = st.seq_len if st.type == "cpt" else st.max_seq_len
-        packed = st.packing if _explicit(st, "packing") else True
         if st.type == "cpt":
             put(st, "packing", True, "documents joined with EOS into seq_len blocks: no padding, no truncation waste")
+        elif st.attention == "flash_attention_2":
+            put(st, "packing", True, "best-fit-decreasing packing, padding-free: no compute spent on padding, "
+                "and flash-attention's varlen kernel keeps the pairs apart")
+            put(st, "group_by_length", False, "packed rows are all about max_seq_len long")
         else:
-            put(st, "packing", True, "best-fit-decreasing packing, padding-free: no compute spent on padding; "
-                + ("flash-attention keeps pairs apart" if st.attention == "flash_attention_2" else
-                   "sdpa keeps pairs apart with a block-diagonal mask from position_ids"))
-        _batch(st, machine, shape, seq, packed, put)
+            put(st, "packing", False, "no flash-attention: sdpa would mask the whole flattened packed row (exact, "
+                "but its attention grows with the square of the row; measured slower in bench/RESULTS.md)")
+            put(st, "group_by_length", not st.packing, "micro-batches of similar lengths: little padding, "
+                "no packed-row mask" if not st.packing else "packed rows are all about max_seq_len long")
+        _batch(st, machine, shape, seq, st.packing, put)
     why = "CUDA: collation and host-to-GPU copies overlap the GPU step" if machine.cuda else \
         "CPU: worker processes would compete with training for the cores"
     for key, value in loader_settings(machine.cuda, machine.cpus).items():

@@ -94,7 +94,8 @@ class SftStage(StageBase):
     learning_rate: float = Field(2e-4, gt=0)
     epochs: float = Field(3.0, gt=0)
     max_seq_len: int = Field(1024, ge=8)
-    packing: bool = Field(False, description="unset: on (best-fit-decreasing, padding-free); see training/defaults.py")
+    packing: bool = Field(False, description="unset: on with flash-attention (best-fit-decreasing, padding-free)")
+    group_by_length: bool | None = Field(None, description="unset: on when not packing (micro-batches of similar lengths)")
     skip_invalid_rows: bool = Field(False, description="train on the valid rows when some are broken (counted in events)")
 
 

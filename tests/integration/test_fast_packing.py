@@ -1,5 +1,5 @@
-"""SFT packing by default: padding-free bins are exact on sdpa, and a real run packs, counts its epochs in
-packed rows and records every default with its reason in recipe.yaml."""
+"""SFT packing: padding-free bins are exact on sdpa; a run that packs counts its epochs in packed rows; every
+default is recorded with its reason in recipe.yaml (on the CPU: no packing, length-grouped micro-batches)."""
 from __future__ import annotations
 
 import math
@@ -38,12 +38,12 @@ def test_padding_free_rows_give_each_pair_its_own_logits_on_sdpa(demo_home):
             start += len(ids)
 
 
-def test_sft_packs_by_default_and_says_why(tmp_path):
+def test_packed_sft_counts_epochs_in_rows_and_records_the_defaults(tmp_path):
     out = tmp_path / "runs"
     data = tiny_recipe(out)
     sft = data["stages"][1]
     sft.pop("max_steps")
-    sft.update(epochs=0.1, micro_batch_size=8, eval_fraction=0.0)
+    sft.update(epochs=0.1, micro_batch_size=8, eval_fraction=0.0, packing=True)
     data["stages"] = [sft]
     rp = write_recipe(tmp_path / "r.yaml", data)
     res = cli("--recipe", str(rp))
@@ -60,9 +60,26 @@ def test_sft_packs_by_default_and_says_why(tmp_path):
 
     resolved = yaml.safe_load((run / "recipe.yaml").read_text())
     defaults = {(x["stage"], x["key"]): x for x in resolved["resolved"]["defaults"]}
-    assert defaults[("sft", "packing")]["value"] is True and "padding-free" in defaults[("sft", "packing")]["reason"]
+    assert defaults[("sft", "packing")] == {"stage": "sft", "key": "packing", "value": True,
+                                            "reason": "set in the recipe"}
     assert defaults[("sft", "micro_batch_size")]["reason"] == "set in the recipe"
     assert defaults[("sft", "attention")]["value"] == "sdpa"
+    assert defaults[("sft", "group_by_length")]["value"] is False  # packed rows are all about max_seq_len long
     assert all(x["reason"] for x in defaults.values())
     st = resolved["stages"][0]
     assert (st["packing"], st["attention"], st["liger_kernel"]) == (True, "sdpa", False)
+
+
+def test_dry_run_shows_the_cpu_defaults_with_reasons(tmp_path):
+    rp = write_recipe(tmp_path / "r.yaml", tiny_recipe(tmp_path / "runs"))
+    res = cli("--recipe", str(rp), "--dry-run")
+    assert res.returncode == 0, res.stderr[-2000:]
+    resolved = yaml.safe_load(res.stdout.split("--- resolved recipe ---", 1)[1])
+    defaults = {(x["stage"], x["key"]): x for x in resolved["resolved"]["defaults"]}
+    assert defaults[("sft", "packing")]["value"] is False and "flash-attention" in defaults[("sft", "packing")]["reason"]
+    assert defaults[("sft", "group_by_length")]["value"] is True
+    assert defaults[("cpt", "packing")]["value"] is True and defaults[("cpt", "liger_kernel")]["value"] is False
+    assert defaults[(None, "dataloader_num_workers")]["value"] == 0
+    sft = resolved["stages"][1]
+    assert (sft["packing"], sft["group_by_length"], sft["attention"]) == (False, True, "sdpa")
+    assert not (tmp_path / "runs").exists()  # a dry run writes nothing

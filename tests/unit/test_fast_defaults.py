@@ -77,7 +77,7 @@ def test_cpu_defaults_and_reasons():
     out = apply_defaults(r, CPU, None)
     cpt, sft = r.stages
     assert (cpt.attention, cpt.liger_kernel, cpt.packing, cpt.gradient_checkpointing) == ("sdpa", False, True, False)
-    assert (sft.attention, sft.liger_kernel, sft.packing) == ("sdpa", False, True)
+    assert (sft.attention, sft.liger_kernel, sft.packing, sft.group_by_length) == ("sdpa", False, False, True)
     assert (sft.micro_batch_size, sft.grad_accum) == (4, 1)
     for d in out:
         assert d["reason"], d
@@ -102,12 +102,12 @@ def test_cuda_with_liger_and_flash_attention():
     r = recipe({"type": "sft", "data": "p.jsonl", "max_seq_len": 1024})
     apply_defaults(r, H100_FLASH, LLAMA_1B)
     st = r.stages[0]
-    assert (st.attention, st.liger_kernel, st.packing) == ("flash_attention_2", True, True)
+    assert (st.attention, st.liger_kernel, st.packing, st.group_by_length) == ("flash_attention_2", True, True, False)
     assert st.micro_batch_size * st.grad_accum == 4
 
 
 def test_sdpa_caps_the_flattened_packed_row():
-    r = recipe({"type": "sft", "data": "p.jsonl", "max_seq_len": 4096, "grad_accum": 1})
+    r = recipe({"type": "sft", "data": "p.jsonl", "max_seq_len": 4096, "grad_accum": 1, "packing": True})
     r.stages[0].model_fields_set.discard("grad_accum")
     r.stages[0].micro_batch_size = 8
     r.stages[0].model_fields_set.discard("micro_batch_size")

@@ -97,12 +97,14 @@ def run(st: SftStage, ctx: Ctx) -> dict:
     # model
     model = load_model(st, ctx, precision)
     n_total, n_train = count_params(model)
-    # train. Packing (training/defaults.py): TRL's best-fit-decreasing bins, run padding-free; correct on
-    # flash-attention (varlen) and on sdpa (a block-diagonal mask from position_ids, as the trainer passes no cache)
+    # train. Packing (training/defaults.py): TRL's best-fit-decreasing bins, run padding-free; exact on
+    # flash-attention (varlen) and on sdpa (a block-diagonal mask from position_ids, as the trainer passes no cache).
+    # Unpacked, micro-batches of similar lengths keep the padding small.
     kw = training_args_kwargs(st, ctx, precision, total, eval_ds is not None)
     kw.pop("include_num_input_tokens_seen")
     args = SFTConfig(**kw, include_num_input_tokens_seen="non_padding", max_length=st.max_seq_len,
                      packing=st.packing, packing_strategy="bfd", completion_only_loss=st.completion_only_loss,
+                     train_sampling_strategy="group_by_length" if st.group_by_length else "random",
                      dataset_num_proc=None)
     cb = EventCallback(ctx, st, total)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
