@@ -249,7 +249,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--small", action="store_true", help="the CUDA parts on tiny shapes (CPU smoke test)")
     ap.add_argument("--parts", help="comma list of cpt, sft (demo) / cpt1b, qlora8b, cpt8b (anchor shapes)")
-    ap.add_argument("--steps", type=int, default=6, help="timed optimizer steps per variant [6]")
+    ap.add_argument("--steps", type=int, default=10, help="timed optimizer steps per variant [10]")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first [2]")
     a = ap.parse_args(argv)
     torch.manual_seed(0)
