@@ -202,12 +202,18 @@ def decide(facts: Facts, cards: list[Card] | None = None) -> Decision:
         if budget is not None and e.usd > budget:
             W(f"plan over budget: estimated {_usd(e.usd)} > budget {_usd(budget)}")
         if not e.fits:
+            need = max((s.min_gpus or 0 for s in e.stages), default=0)
             W(f"model too large for the card: peak {e.peak_vram_gib:,.0f} GiB > {card.memory_gib:.0f} GiB per "
-              f"{card.name}; use more GPUs (sharding) or QLoRA")
-        for s in e.stages:
-            if s.sharded:
-                R(f"{s.stage}: weights, gradients and optimizer do not fit one {card.name}: shard them over "
-                  f"{e.gpu_count} GPUs (FSDP or DeepSpeed ZeRO-3)")
+              f"{card.name}; use more GPUs (sharding{f': FSDP fits on {need}' if need else ''}) or QLoRA")
+        for s in e.stages:  # the strategy over the GPUs and why (training/sharding.py)
+            if s.sharded or e.gpu_count > 1:
+                R(f"{s.stage}: {s.strategy}{' with optimizer offload' if s.offload_optimizer else ''}: "
+                  f"{s.strategy_reason}")
+        if e.gpu_count > 1:
+            R(f"time scales with {e.gpu_count} GPUs ({e.nodes} node{'s' if e.nodes > 1 else ''} x "
+              f"{e.processes_per_node}) at an assumed {e.scaling_efficiency:.0%} scaling efficiency (90% within a "
+              f"node, x0.85 across nodes, x0.95 sharded, x0.70 optimizer offload; stated, not measured); "
+              f"cost = time x {e.gpu_count} GPUs x price")
     return d
 
 
@@ -226,17 +232,19 @@ def recipe_from_decision(d: Decision, facts: Facts, corpus_paths: list[str] | No
         if not corpus_paths:
             raise ValueError("a CPT stage needs corpus files (a declared --corpus-size has none)")
         st = stages.get("cpt")
+        micro = st.micro_batch if st else 4  # sharding may lower it; grad_accum keeps the batch
         out.append({"type": "cpt", "data": list(corpus_paths), "seq_len": min(2048, max_pos), "learning_rate": 1e-5,
-                    "lr_scheduler": "cosine", "warmup_ratio": 0.03, "epochs": 1.0, "micro_batch_size": 4,
-                    "grad_accum": 8, "gradient_checkpointing": bool(st and st.checkpointing)})
+                    "lr_scheduler": "cosine", "warmup_ratio": 0.03, "epochs": 1.0, "micro_batch_size": micro,
+                    "grad_accum": 8 * 4 // micro, "gradient_checkpointing": bool(st and st.checkpointing)})
     if "sft" in d.path:
         if not pairs_path:
             raise ValueError("an SFT stage needs a pairs file (a declared --pairs-count has none)")
         st = stages.get("sft")
         max_len = facts.pairs.max_len if facts.pairs and facts.pairs.max_len else 1024
+        micro = st.micro_batch if st else 4
         out.append({"type": "sft", "method": d.method or "lora", "data": pairs_path,
                     "learning_rate": 2e-5 if d.method == "full" else 2e-4, "epochs": 3.0,
-                    "micro_batch_size": 4, "grad_accum": 4, "max_seq_len": min(max(max_len, 128), max_pos),
+                    "micro_batch_size": micro, "grad_accum": 4 * 4 // micro, "max_seq_len": min(max(max_len, 128), max_pos),
                     "gradient_checkpointing": bool(st and st.checkpointing),
                     "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}})
     card = d.card
@@ -245,6 +253,10 @@ def recipe_from_decision(d: Decision, facts: Facts, corpus_paths: list[str] | No
           "price_source": "--price" if facts.price_per_hour is not None else (card.price_source if card else None),
           "price_date": None if facts.price_per_hour is not None else (card.price_date if card else None),
           "budget_usd": facts.budget_usd}
+    e = d.estimate
+    if e and e.gpu_count > 1:  # one process per GPU, through accelerate launch (README: Beyond one GPU)
+        hw.update(num_processes=e.processes_per_node, num_nodes=e.nodes, strategy=e.strategy,
+                  offload_optimizer=e.offload_optimizer)
     data = {"version": 1, "name": name, "seed": 42, "output_dir": output_dir, "model": {"id": facts.model},
             "hardware": hw, "stages": out}
     return validate_data(data, check_paths=check_paths)

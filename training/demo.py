@@ -171,9 +171,18 @@ def build_assets(dest: Path) -> None:
 
 
 def ensure_assets() -> Path:
+    """Build the assets on first use, in a fresh interpreter: what a module exposes (and so which
+    docstrings become documents and pairs) depends on what else the calling process has imported."""
     d = asset_dir()
     if not (d / "MANIFEST.json").exists():
-        build_assets(d)
+        import subprocess
+        import sys
+        root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ, PYTHONPATH=root + (os.pathsep + os.environ["PYTHONPATH"]
+                                                  if os.environ.get("PYTHONPATH") else ""))
+        res = subprocess.run([sys.executable, "-m", "training.demo"], env=env, capture_output=True, text=True)
+        if res.returncode != 0 or not (d / "MANIFEST.json").exists():
+            raise RuntimeError(f"building the demo assets in {d} failed: {res.stderr.strip()[-500:]}")
     return d
 
 
@@ -185,4 +194,6 @@ def resolve_builtin(spec: str) -> str:
 
 
 if __name__ == "__main__":
-    print(ensure_assets())
+    if not (asset_dir() / "MANIFEST.json").exists():
+        build_assets(asset_dir())
+    print(asset_dir())

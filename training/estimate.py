@@ -146,6 +146,14 @@ class StageEstimate:
     sharded: bool = False       # weights/grads/optimizer split over the GPUs (FSDP / ZeRO-3)
     micro_batch: int = 4
     seq: int = 2048
+    # several GPUs (training/sharding.py): the strategy chosen and why, time's scaling efficiency,
+    # peak GiB per GPU under each strategy (ddp, fsdp, zero3, zero3_offload)
+    strategy: str = "ddp"
+    offload_optimizer: bool = False
+    scaling_efficiency: float = 1.0
+    memory_per_gpu: dict = field(default_factory=dict)
+    strategy_reason: str = ""
+    min_gpus: int | None = None
 
 
 @dataclass
@@ -160,6 +168,11 @@ class PlanEstimate:
     gpu_count: int
     price_per_hour: float
     stages: list[StageEstimate] = field(default_factory=list)
+    strategy: str = "ddp"       # the run's hardware.strategy: what its most demanding stage needs
+    offload_optimizer: bool = False
+    nodes: int = 1
+    processes_per_node: int = 1
+    scaling_efficiency: float = 1.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -185,30 +198,40 @@ class Workload:
 
 def stage_estimate(m: ModelShape, stage: str, kind: str, tokens: float, seq: int, micro: int, packed: bool,
                    pad_eff: float, liger: bool, card: Card, n_gpus: int) -> StageEstimate:
-    """Pick checkpointing only when the step does not fit without it; shard when the state does not fit."""
+    """Pick checkpointing only when the step does not fit without it; then the strategy over the GPUs
+    (training/sharding.py: DDP when a full copy fits, else FSDP, else ZeRO-3 with optimizer offload)."""
+    from training.sharding import choose_sharding, scaling_efficiency
+
     budget = card.memory_gib - CONTEXT_GIB
     cfg = StepConfig(kind=kind, seq=seq, micro_batch=micro, packed=packed, liger=liger,
                      pad_efficiency=1.0 if packed else pad_eff)
-    shards = 1
-    peak = peak_vram_gib(m, cfg)
-    if peak > budget:
+    if peak_vram_gib(m, cfg) > budget:
         cfg = StepConfig(**{**asdict(cfg), "checkpointing": True})
-        peak = peak_vram_gib(m, cfg)
-    if peak > budget and n_gpus > 1:
-        shards = n_gpus
-        peak = peak_vram_gib(m, cfg, shards)
-    tps = tokens_per_second(m, cfg, card.peak_bf16_tflops) * n_gpus * (SCALING_EFF if n_gpus > 1 else 1.0)
+    ch = choose_sharding(m, cfg, budget, n_gpus, card.name)
+    eff = scaling_efficiency(n_gpus, ch.strategy, ch.offload_optimizer)
+    tps = tokens_per_second(m, cfg, card.peak_bf16_tflops) * n_gpus * eff
     return StageEstimate(stage=stage, method=kind, tokens=tokens, tokens_per_s=tps, hours=tokens / tps / 3600,
-                         peak_vram_gib=peak, checkpointing=cfg.checkpointing, sharded=shards > 1,
-                         micro_batch=micro, seq=seq)
+                         peak_vram_gib=ch.per_gpu_gib, checkpointing=cfg.checkpointing, sharded=ch.strategy != "ddp",
+                         micro_batch=ch.micro_batch, seq=seq, strategy=ch.strategy,
+                         offload_optimizer=ch.offload_optimizer, scaling_efficiency=eff,
+                         memory_per_gpu={k: round(v, 1) for k, v in ch.memory.items()},
+                         strategy_reason=ch.reason, min_gpus=ch.min_gpus)
 
 
 def _plan(path: str, method: str | None, stages: list[StageEstimate], card: Card, n: int, price: float) -> PlanEstimate:
+    from training.sharding import layout
+
     hours = sum(s.hours for s in stages)
     peak = max((s.peak_vram_gib for s in stages), default=0.0)
+    order = ("ddp", "fsdp", "deepspeed-zero3")
+    strategy = max((s.strategy for s in stages), key=order.index, default="ddp")
+    nodes, per_node = layout(n)
     return PlanEstimate(path=path, method=method, hours=hours, usd=hours * price * n, peak_vram_gib=peak,
                         fits=peak + CONTEXT_GIB <= card.memory_gib, gpu=card.name, gpu_count=n,
-                        price_per_hour=price, stages=stages)
+                        price_per_hour=price, stages=stages, strategy=strategy,
+                        offload_optimizer=any(s.offload_optimizer for s in stages), nodes=nodes,
+                        processes_per_node=per_node,
+                        scaling_efficiency=min((s.scaling_efficiency for s in stages), default=1.0))
 
 
 def estimate_all(m: ModelShape, w: Workload, card: Card, n_gpus: int = 1, price: float | None = None) -> list[PlanEstimate]:

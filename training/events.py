@@ -2,7 +2,7 @@
 
 One JSON object per line, always with `v` (schema version), `t` (unix time) and `event`:
 
-  run_start    run_id, name, stages [{name, type, method}], device, pid
+  run_start    run_id, name, stages [{name, type, method}], device, pid, world_size, strategy (ddp | fsdp | deepspeed-zero3)
   stage_start  stage, index, type, method, total_steps, epochs, tokens_per_step, params, trainable_params
   step         stage, step, total_steps, epoch, loss, lr, grad_norm, tokens, tokens_per_s, step_time_s, eta_s
   eval         stage, step, eval_loss, perplexity
@@ -18,8 +18,16 @@ One JSON object per line, always with `v` (schema version), `t` (unix time) and 
   report       path (report.md, relative to the run folder) or error; written just before `finished`
   gpu          gpus [{index, name, mem_used_gib, mem_total_gib, util_pct, temp_c, power_w}] or host {...}
   error        stage, kind, message, hint
-  stopped      stage, step, reason
-  finished     status (ok | failed | stopped), outputs {stage: path}, runtime_s
+  stopped      stage, step, reason (SIGTERM | SIGINT | budget), checkpoint, spent_usd
+  finished     status (ok | failed | stopped), outputs {stage: path}, runtime_s, spent_usd
+  resume       stage, done (true: finished earlier, output), else checkpoint, step, discarded [{checkpoint, why}]
+  budget_warning  stage, step, spent_usd, projected_usd, cap_usd, message
+  budget_reached  stage, step, spent_usd, cap_usd
+  warning      kind, message
+
+run_start has `resumed` (true when the run continues an earlier segment); a resumed run appends to the
+same file, so a reader that wants only the latest segment starts at the last run_start.
+Values of secret environment variables (HF_TOKEN and the like, training/redact.py) are never written.
 
 Readers must ignore event types and keys they do not know (the schema only grows within a version).
 The writer appends and flushes each line, so a reader tailing the file never sees half a line
@@ -51,15 +59,21 @@ def _clean(v: Any) -> Any:
 
 class EventWriter:
     def __init__(self, path: str | os.PathLike, enabled: bool = True):
+        from training.redact import secret_values
         self.path = Path(path)
         self.enabled = enabled
+        self._secrets = secret_values()
         self._f = open(self.path, "a", encoding="utf-8") if enabled else None
 
     def emit(self, event: str, **fields: Any) -> dict:
         rec = {"v": SCHEMA_VERSION, "t": round(time.time(), 3), "event": event}
         rec.update(_clean(fields))
         if self._f is not None:
-            self._f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            line = json.dumps(rec, ensure_ascii=False)
+            if self._secrets:
+                from training.redact import redact
+                line = redact(line, self._secrets)
+            self._f.write(line + "\n")
             self._f.flush()
         return rec
 
@@ -88,9 +102,9 @@ def read_events(path: str | os.PathLike) -> list[dict]:
 class EventTail:
     """Incremental reader: call poll() repeatedly; it returns the complete new lines since last time."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, offset: int = 0):
         self.path = Path(path)
-        self._pos = 0
+        self._pos = offset
         self._buf = ""
 
     def poll(self) -> list[dict]:

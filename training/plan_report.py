@@ -57,7 +57,10 @@ def render(facts, d, written: str | None) -> str:
     L.extend(f"  - {r}" for r in d.reasons)
     L.extend(f"  ! {w}" for w in d.warnings)
     L.append("")
-    L.append(f"== estimates on {facts.gpu_count} x {card.name}")
+    e0 = d.estimate or (d.estimates[-1] if d.estimates else None)
+    scale = (f" ({e0.nodes} node{'s' if e0.nodes > 1 else ''} x {e0.processes_per_node}, assumed "
+             f"{e0.scaling_efficiency:.0%} scaling efficiency)" if e0 and facts.gpu_count > 1 else "")
+    L.append(f"== estimates on {facts.gpu_count} x {card.name}{scale}")
     L.append(f"  {'path':<9} {'method':<7} {'time':>10} {'cost':>10} {'peak GiB/GPU':>13}  notes")
     for e in d.estimates:
         mark = "*" if (e.path, e.method) == (d.path, d.method) else " "
@@ -67,7 +70,7 @@ def render(facts, d, written: str | None) -> str:
         if any(s.checkpointing for s in e.stages):
             notes.append("checkpointing")
         if any(s.sharded for s in e.stages):
-            notes.append("sharded")
+            notes.append(f"sharded: {e.strategy}{' + optimizer offload' if e.offload_optimizer else ''}")
         L.append(f"{mark} {e.path:<9} {e.method or '-':<7} {_hours(e.hours):>10} {'$' + format(e.usd, ',.2f'):>10} "
                  f"{_gib(e.peak_vram_gib):>13}  {', '.join(notes)}")
     L.append("")

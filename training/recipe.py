@@ -36,6 +36,36 @@ class Hardware(Strict):
     price_source: str | None = None
     price_date: str | None = None
     budget_usd: float | None = Field(None, ge=0)
+    # beyond one GPU: more than one process (or a sharded strategy) runs through `accelerate launch`
+    num_processes: int = Field(1, ge=1, description="training processes per node, one per GPU")
+    num_nodes: int = Field(1, ge=1, description="machines; each runs num_processes processes")
+    strategy: Literal["ddp", "fsdp", "deepspeed-zero3"] = Field(
+        "ddp", description="ddp: a full copy per GPU; fsdp / deepspeed-zero3: weights, gradients and optimizer "
+                           "state sharded across GPUs (when the model with its training state outgrows one card)")
+    offload_optimizer: bool = Field(False, description="deepspeed-zero3 only: optimizer state in CPU RAM (DeepSpeed CPU Adam)")
+    main_address: str | None = Field(None, description="node 0's address for multi-node rendezvous (or --main-address)")
+    main_port: int = Field(29500, ge=1, le=65535, description="rendezvous port on node 0 (multi-node)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gpu_count_follows_processes(cls, data: Any) -> Any:
+        """Estimates and costs count gpu_count; unless it is set, it is every process of every node."""
+        if isinstance(data, dict) and "gpu_count" not in data:
+            n, m = data.get("num_processes", 1), data.get("num_nodes", 1)
+            if isinstance(n, int) and isinstance(m, int) and n >= 1 and m >= 1:
+                data = {**data, "gpu_count": n * m}
+        return data
+
+    @property
+    def world_size(self) -> int:
+        return self.num_processes * self.num_nodes
+
+    @property
+    def distributed(self) -> bool:
+        """True when the run goes through `accelerate launch` rather than one plain process."""
+        return self.world_size > 1 or self.strategy != "ddp"
+    max_cost_usd: float | None = Field(None, gt=0, description=(
+        "hard cap: checkpoint and stop when elapsed hours x price_per_gpu_hour x gpu_count reaches it"))
 
 
 class LoraSpec(Strict):
@@ -180,6 +210,9 @@ class RecipeError(Exception):
 def _node_to_data(node: yaml.Node, lines: dict[tuple, int], path: tuple) -> Any:
     """Build plain data from a composed YAML node, remembering the line of every key path."""
     lines[path] = node.start_mark.line + 1
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
+        # e.g. !!python/object/apply: a recipe is data, so no tag may make it build objects
+        raise yaml.constructor.ConstructorError(None, None, f"tag {node.tag} is not allowed", node.start_mark)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for k, v in node.value:
@@ -338,6 +371,22 @@ def expand_data(spec: str) -> list[Path]:
     return [x for x in found if x.is_file() and x.suffix.lower() in DATA_SUFFIXES]
 
 
+def _not_causal_lm(config_file: Path) -> str | None:
+    """Why a saved model is not a causal (decoder) language model, or None when it is or we cannot tell."""
+    import json
+    try:
+        cfg = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "has a config.json that is not valid JSON; is the download complete?"
+    if not isinstance(cfg, dict):
+        return "has a config.json that is not a JSON object"
+    archs = cfg.get("architectures") or []
+    if archs and not any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return (f"is a {', '.join(map(str, archs))}, not a causal language model; "
+                f"CPT and SFT need a decoder model (Llama, Mistral, Qwen, ...)")
+    return None
+
+
 def _check_paths(recipe: Recipe, lines: dict[tuple, int]) -> list[Problem]:
     """What pydantic cannot see: data files that do not exist, model folders that are not models."""
     probs = []
@@ -350,9 +399,12 @@ def _check_paths(recipe: Recipe, lines: dict[tuple, int]) -> list[Problem]:
         elif not (d / "config.json").is_file():
             probs.append(Problem(path="model.id", line=_loc_line(("model", "id"), lines),
                                  message=f"'{mid}' has no config.json, so it is not a saved model folder"))
+        elif why := _not_causal_lm(d / "config.json"):
+            probs.append(Problem(path="model.id", line=_loc_line(("model", "id"), lines), message=f"'{mid}' {why}"))
     elif mid.startswith(BUILTIN) and mid[len(BUILTIN):] not in ("tiny-llama",):
         probs.append(Problem(path="model.id", line=_loc_line(("model", "id"), lines),
                              message="the only built-in model is builtin:tiny-llama"))
+    probs.extend(_check_hardware(recipe.hardware, lines))
     for i, st in enumerate(recipe.stages):
         specs = st.data if isinstance(st, CptStage) else [st.data]
         for j, spec in enumerate(specs):
@@ -376,6 +428,14 @@ def _check_paths(recipe: Recipe, lines: dict[tuple, int]) -> list[Problem]:
         probs.append(Problem(path="eval.general_text", line=_loc_line(("eval", "general_text"), lines),
                              message=f"'{gt}' does not exist; give a .txt/.md file or leave the key out for the shipped text"))
     return probs
+
+
+def _check_hardware(hw: Hardware, lines: dict[tuple, int]) -> list[Problem]:
+    """Hardware keys that only make sense together (what this machine has is checked by runner.resolve)."""
+    if hw.offload_optimizer and hw.strategy != "deepspeed-zero3":
+        return [Problem(path="hardware.offload_optimizer", line=_loc_line(("hardware", "offload_optimizer"), lines),
+                        message="optimizer offload is a DeepSpeed feature here; set strategy: deepspeed-zero3 or remove it")]
+    return []
 
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None, check_paths: bool = True) -> Recipe:

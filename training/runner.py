@@ -3,22 +3,23 @@
 resolve()  builtin: paths -> real paths, data globs -> files, input checks that need the files
            (empty, binary, broken pairs, QLoRA without a GPU), all problems collected at once.
 create_run_dir() writes the resolved recipe.yaml (sha256 of every data file, package versions).
-launch()   starts `python -m training.worker RUN_DIR` in its own session, output to train.log.
+launch()   starts `python -m training.worker RUN_DIR` (or `accelerate launch` of it when the recipe asks for
+           more than one process) in its own session, output to train.log.
 
 Nothing here imports torch: the face (headless or TUI) calls it and stays light.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.util
 import os
 import platform
 import socket
 import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
-from training.data import DataError, read_pairs, sha256_file, sniff_text_file
+from training.data import DataError, iter_documents, read_pairs, sha256_file, sniff_text_file
 from training.recipe import BUILTIN, CptStage, Problem, Recipe, RecipeError, SftStage, expand_data
 
 GENERAL_REFERENCE = Path(__file__).resolve().parent.parent / "recipes" / "general_reference.txt"
@@ -61,6 +62,17 @@ def _abs(p: str) -> str:
     return str(Path(os.path.expanduser(p)).resolve())
 
 
+def _corpus_jsonl_problem(path: Path, text_field: str, max_lines: int = 200_000) -> str | None:
+    """The first broken line of a .jsonl corpus file (its first `max_lines` lines; the worker checks the rest)."""
+    try:
+        for _, ln, _ in iter_documents([path], text_field):
+            if ln >= max_lines:
+                break
+    except DataError as e:
+        return str(e)
+    return None
+
+
 def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) -> Recipe:
     """A copy of the recipe with real absolute paths, and every input problem found before training."""
     from training.demo import resolve_builtin
@@ -84,6 +96,8 @@ def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) ->
                     files_seen[str(f.resolve())] = f
                     if check_data and (why := sniff_text_file(f)):
                         problems.append(Problem(path=f"stages.{i}.data.{j}", message=f"{f} {why}; fix or remove it"))
+                    elif check_data and f.suffix.lower() == ".jsonl" and (why := _corpus_jsonl_problem(f, st.text_field)):
+                        problems.append(Problem(path=f"stages.{i}.data.{j}", message=why))
         elif isinstance(st, SftStage):
             st.data = _abs(resolve_builtin(st.data) if st.data.startswith(BUILTIN) else st.data)
             f = Path(st.data)
@@ -119,6 +133,15 @@ def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) ->
     files_seen[r.eval.general_text] = Path(r.eval.general_text)
     if check_data and (why := sniff_text_file(Path(r.eval.general_text))):
         problems.append(Problem(path="eval.general_text", message=f"{r.eval.general_text} {why}; give a UTF-8 text file"))
+    if r.hardware.strategy == "deepspeed-zero3" and importlib.util.find_spec("deepspeed") is None:
+        problems.append(Problem(path="hardware.strategy", message=(
+            "deepspeed-zero3 needs the deepspeed package, which is not installed; `pip install deepspeed` "
+            "(on a CUDA machine) or use strategy: fsdp")))
+    if r.hardware.strategy != "ddp" and not (gpus if gpus is not None else nvidia_gpus()):
+        # on the CPU the Trainer runs plain data-parallel whatever accelerate is told: say so instead
+        problems.append(Problem(path="hardware.strategy", message=(
+            f"{r.hardware.strategy} shards the model across CUDA GPUs and none was found; "
+            "use strategy: ddp on this machine")))
     if problems:
         raise RecipeError(problems, file)
     from training.defaults import apply_defaults, detect, model_shape
@@ -138,8 +161,10 @@ def new_run_dir(recipe: Recipe) -> Path:
     return d
 
 
-def create_run_dir(resolved: Recipe, source: str | None) -> Path:
-    """Make the run folder (owner-only), hash the data, write recipe.yaml. Never touches another run."""
+def create_run_dir(resolved: Recipe, source: str | None, name: str | None = None) -> Path:
+    """Make the run folder (owner-only), hash the data, write recipe.yaml. Never touches another run.
+
+    `name` fixes the folder's name (a multi-node run: every node must find the same folder)."""
     from training.recipe import dump_recipe
 
     root = Path(os.path.expanduser(resolved.output_dir))
@@ -151,8 +176,13 @@ def create_run_dir(resolved: Recipe, source: str | None) -> Path:
     except OSError as e:
         raise RecipeError([Problem(path="output_dir", message=(
             f"cannot write to '{root}' ({e.strerror}); choose another output_dir or fix its permissions"))], source)
-    run = new_run_dir(resolved)
-    run.mkdir(mode=0o700)
+    run = root / name if name else new_run_dir(resolved)
+    try:
+        run.mkdir(mode=0o700)
+    except FileExistsError:
+        raise RecipeError([Problem(path="", message=(
+            f"run folder '{run}' already exists; choose another --run-name (an earlier run is never reused)"))],
+            source)
     (run / "checkpoints").mkdir(mode=0o700)
     files = {f: sha256_file(f) for f in resolved.resolved["files"]}
     resolved.resolved = {
@@ -170,26 +200,47 @@ def create_run_dir(resolved: Recipe, source: str | None) -> Path:
     return run
 
 
+def write_private_atomic(path: Path, text: str) -> None:
+    """Replace a file (owner-only) with new text: a temporary file renamed over it."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _write_private(tmp, text)
+    os.replace(tmp, path)
+
+
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
 
 
-def launch(run: Path) -> subprocess.Popen:
-    """Start the worker detached: its own session and process group, no terminal, output to train.log."""
+def launch(run: Path, node_rank: int = 0, main_address: str | None = None,
+           main_port: int | None = None) -> subprocess.Popen:
+    """Start this node's training detached: its own session and process group, no terminal, output to
+    train.log (train.node<K>.log on node K > 0 of a multi-node run, whose run folder is shared).
+
+    One process: `python -m training.worker RUN`. More (or a sharded strategy): `accelerate launch` with
+    the config written into the run folder; the pid file then names the launcher, whose children are the
+    workers. Every rank's output goes to the same log; only rank 0 writes events."""
+    from training.distributed import launch_argv, write_launch_files
+    from training.recipe import load_recipe
+
+    run = run.resolve()
+    hw = load_recipe(run / "recipe.yaml", check_paths=False).hardware
+    if hw.distributed and node_rank == 0:
+        write_launch_files(run, hw, main_address)
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     # the worker must import this very checkout of the project, whatever the current directory is
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    log = open(run / "train.log", "ab", buffering=0)
-    os.chmod(run / "train.log", 0o600)
-    run = run.resolve()
+    suffix = f".node{node_rank}" if node_rank else ""
+    log_path = run / f"train{suffix}.log"
+    log = open(log_path, "ab", buffering=0)
+    os.chmod(log_path, 0o600)
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "training.worker", str(run)], stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(launch_argv(run, hw, node_rank, main_address, main_port), stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=str(run))
     finally:
         log.close()
-    (run / "pid").write_text(f"{proc.pid}\n")
+    write_private_atomic(run / f"pid{suffix}", f"{proc.pid}\n")
     return proc

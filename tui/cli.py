@@ -2,6 +2,8 @@
 
   tune-wizard                         the interactive wizard
   tune-wizard --recipe R.yaml         run a recipe headless   [--dry-run] [--set key.path=value ...]
+                                      [--node-rank K --main-address HOST --run-name NAME]  (several nodes)
+  tune-wizard --recipe R.yaml --resume [RUN_DIR]   continue a stopped or killed run from its last checkpoint
   tune-wizard attach [RUN_DIR]        follow a run (the latest by default)
   tune-wizard stop [RUN_DIR]          ask a run to checkpoint and stop
   tune-wizard runs                    list runs
@@ -48,7 +50,79 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="validate the recipe and print the resolved plan; train nothing")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a recipe key, e.g. --set stages.cpt.max_steps=20 (repeatable)")
+    m = p.add_argument_group("several machines (hardware.num_nodes > 1; see README: Beyond one GPU)")
+    m.add_argument("--node-rank", type=int, default=None, metavar="K",
+                   help="this machine's rank, 0 on the main node [env NODE_RANK, else 0]")
+    m.add_argument("--main-address", metavar="HOST", help="node 0's address for the rendezvous "
+                                                          "[hardware.main_address, env MASTER_ADDR]")
+    m.add_argument("--main-port", type=int, metavar="PORT", help="rendezvous port [hardware.main_port, env MASTER_PORT]")
+    m.add_argument("--run-name", metavar="NAME", help="the run folder's name under output_dir; required with "
+                                                      "several nodes, the same on each, so they share one folder")
+    p.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR",
+                   help="continue this recipe's run from its last checkpoint (default: its newest unfinished run)")
     return p
+
+
+def node_args(args, hw) -> tuple[int, str | None, int | None, str | None]:
+    """(node rank, main address, main port, problem): flags, then the recipe, then the usual cluster env vars."""
+    multi = hw.num_nodes > 1
+    env = os.environ if multi else {}
+    rank = args.node_rank if args.node_rank is not None else int(env.get("NODE_RANK", 0) or 0)
+    addr = args.main_address or hw.main_address or env.get("MASTER_ADDR")
+    port = args.main_port or (int(env["MASTER_PORT"]) if env.get("MASTER_PORT") else None)
+    if not multi:
+        bad = "--node-rank and --main-address need hardware.num_nodes > 1" if (rank or args.main_address) else None
+        return 0, None, None, bad
+    if not 0 <= rank < hw.num_nodes:
+        return rank, addr, port, f"--node-rank {rank} is outside 0..{hw.num_nodes - 1} (hardware.num_nodes: {hw.num_nodes})"
+    if not addr:
+        return rank, addr, port, ("a multi-node run needs node 0's address: --main-address HOST on every node "
+                                  "(or hardware.main_address)")
+    if not args.run_name:
+        return rank, addr, port, ("a multi-node run needs --run-name NAME, the same on every node, so all nodes "
+                                  "share one run folder")
+    return rank, addr, port, None
+
+
+def _bad(e, source) -> int:
+    for line in e.lines():
+        err(line)
+    n = len(e.problems)
+    print(f"{n} problem{'s' if n != 1 else ''} in {source}; nothing was run", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def resume_recipe(args) -> int:
+    """--resume: the run's own recipe (hardware may change), same data; nothing is written on refusal."""
+    from training.recipe import RecipeError, dump_recipe, load_recipe
+    from training.resume import check_resumable, find_run, plan
+    from training.runner import launch, resolve, write_private_atomic
+
+    try:
+        recipe = load_recipe(args.recipe, args.overrides)
+        run = find_run(recipe, args.resume, args.recipe)
+        stored = check_resumable(run, resolve(recipe, args.recipe), args.recipe)
+    except RecipeError as e:
+        return _bad(e, args.recipe)
+    steps = [f"{p['stage']}: " + ("done" if p["done"] else f"from {Path(p['checkpoint']).name}" if p["checkpoint"]
+                                  else "from the start") for p in plan(run, stored)]
+    print(f"resuming {run} ({'; '.join(steps)})", flush=True)
+    if args.dry_run:
+        return 0
+    new_text = dump_recipe(stored)
+    if (run / "recipe.yaml").read_text(encoding="utf-8") != new_text:  # only hardware can differ
+        write_private_atomic(run / "recipe.yaml", new_text)
+    from tui.headless import follow
+    start = (run / "events.jsonl").stat().st_size if (run / "events.jsonl").exists() else 0
+    proc = launch(run)
+    return follow(run, proc, offset=start)
+
+
+def _warn_trust(recipe) -> None:
+    if recipe.model.trust_remote_code:
+        print(f"tune-wizard: warning: model.trust_remote_code is on: Python code that ships with {recipe.model.id} "
+              f"will run on this machine with your permissions; turn it off unless you trust its author",
+              file=sys.stderr)
 
 
 def run_recipe(args) -> int:
@@ -59,25 +133,33 @@ def run_recipe(args) -> int:
         recipe = load_recipe(args.recipe, args.overrides)
         resolved = resolve(recipe, args.recipe)
     except RecipeError as e:
-        for line in e.lines():
-            err(line)
-        n = len(e.problems)
-        print(f"{n} problem{'s' if n != 1 else ''} in {args.recipe}; nothing was run", file=sys.stderr)
+        return _bad(e, args.recipe)
+    rank, addr, port, bad = node_args(args, resolved.hardware)
+    if bad:
+        err(bad)
         return EXIT_BAD_INPUT
+    _warn_trust(resolved)
     if args.dry_run:
         print(describe(resolved))
         print("--- resolved recipe ---")
         print(dump_recipe(resolved), end="")
         return 0
-    try:
-        run = create_run_dir(resolved, args.recipe)
-    except RecipeError as e:
-        for line in e.lines():
-            err(line)
-        return EXIT_BAD_INPUT
+    if rank == 0:
+        try:
+            run = create_run_dir(resolved, args.recipe, args.run_name)
+        except RecipeError as e:
+            for line in e.lines():
+                err(line)
+            return EXIT_BAD_INPUT
+    else:  # node 0 creates the shared run folder; the others join it
+        from training.distributed import wait_for_run_dir
+        run = Path(os.path.expanduser(resolved.output_dir)).resolve() / args.run_name
+        if bad := wait_for_run_dir(run):
+            err(bad)
+            return EXIT_BAD_INPUT
     from tui.headless import follow
-    print(f"run folder: {run}", flush=True)
-    proc = launch(run)
+    print(f"run folder: {run}" + (f" (node {rank} of {resolved.hardware.num_nodes})" if rank else ""), flush=True)
+    proc = launch(run, rank, addr, port)
     return follow(run, proc)
 
 
@@ -86,6 +168,8 @@ def describe(r) -> str:
     from training.recipe import CptStage, expand_data
     lines = [f"recipe {r.name} (seed {r.seed}): model {r.model.id}",
              f"hardware: {r.hardware.gpu} x{r.hardware.gpu_count}, ${r.hardware.price_per_gpu_hour}/GPU-hour"
+             + (f"; {r.hardware.num_nodes} node(s) x {r.hardware.num_processes} process(es), {r.hardware.strategy}"
+                " via accelerate launch" if r.hardware.distributed else "")
              + (f", budget ${r.hardware.budget_usd}" if r.hardware.budget_usd is not None else "")]
     for i, st in enumerate(r.stages):
         stop = f"max_steps {st.max_steps}" if st.max_steps else f"{st.epochs:g} epochs"
@@ -112,30 +196,36 @@ def latest_run(root: str = "runs") -> Path | None:
     return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
 
 
-def _run_arg(argv: list[str], prog: str) -> Path | None:
+def _run_arg(argv: list[str], prog: str, extra=None) -> tuple[Path | None, argparse.Namespace]:
     p = argparse.ArgumentParser(prog=f"tune-wizard {prog}")
     p.add_argument("run_dir", nargs="?", help="a run folder (default: the latest under ./runs)")
+    if extra:
+        extra(p)
     a = p.parse_args(argv)
     run = Path(a.run_dir) if a.run_dir else latest_run()
     if run is None:
         err("no runs under ./runs; give a run folder")
-        return None
+        return None, a
     if not (run / "recipe.yaml").exists():
         err(f"{run} is not a run folder (no recipe.yaml)")
-        return None
-    return run
+        return None, a
+    return run, a
 
 
 def cmd_attach(argv: list[str]) -> int:
-    run = _run_arg(argv, "attach")
+    run, args = _run_arg(argv, "attach", lambda p: p.add_argument(
+        "--no-tui", action="store_true", help="print one line per step instead of the full-screen monitor"))
     if run is None:
         return EXIT_BAD_INPUT
-    from tui.headless import follow
-    return follow(run)
+    if not args.no_tui and sys.stdout.isatty() and sys.stdin.isatty():
+        from tui.app import attach_app
+        return attach_app(run)
+    from tui.headless import follow, last_segment_offset
+    return follow(run, offset=last_segment_offset(run))
 
 
 def cmd_stop(argv: list[str]) -> int:
-    run = _run_arg(argv, "stop")
+    run, _ = _run_arg(argv, "stop")
     if run is None:
         return EXIT_BAD_INPUT
     from tui.headless import stop
@@ -150,22 +240,10 @@ def cmd_runs(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="tune-wizard runs")
     p.add_argument("--root", default="runs")
     a = p.parse_args(argv)
-    from training.events import read_events
-    from tui.headless import pid_alive
+    from tui.runstate import runs_table
     root = Path(a.root)
-    runs = sorted((x for x in root.iterdir() if (x / "recipe.yaml").exists()), key=lambda x: x.name) if root.is_dir() else []
-    if not runs:
-        print(f"no runs under {root}")
-        return 0
-    print(f"{'run':<36} {'state':<9} {'stage':<8} {'step':>11} {'loss':>8}")
-    for r in runs:
-        evs = read_events(r / "events.jsonl")
-        fin = next((e for e in reversed(evs) if e.get("event") == "finished"), None)
-        state = fin["status"] if fin else ("running" if pid_alive(r) else "dead")
-        step = next((e for e in reversed(evs) if e.get("event") == "step"), None)
-        print(f"{r.name:<36} {state:<9} {(step or {}).get('stage', '-'):<8} "
-              f"{(str(step['step']) + '/' + str(step['total_steps'])) if step else '-':>11} "
-              f"{(step or {}).get('loss', '-'):>8}")
+    lines = runs_table(root)
+    print("\n".join(lines) if lines else f"no runs under {root}")
     return 0
 
 
@@ -187,9 +265,9 @@ def main(argv: list[str] | None = None) -> int:
             return 130
     args = main_parser().parse_args(argv)
     if args.recipe:
-        return run_recipe(args)
-    if args.dry_run or args.overrides:
-        err("--dry-run and --set need --recipe R.yaml")
+        return run_recipe(args) if args.resume is None else resume_recipe(args)
+    if args.dry_run or args.overrides or args.resume is not None:
+        err("--dry-run, --set and --resume need --recipe R.yaml")
         return EXIT_BAD_INPUT
     try:
         from tui.app import run_app

@@ -73,7 +73,20 @@ def render(ev: dict) -> str | None:
     if e == "error":
         return f"error [{ev.get('kind')}] {ev.get('message')}\n  what to do: {ev.get('hint')}"
     if e == "stopped":
-        return f"stopped in {ev.get('stage')} at step {ev.get('step')} ({ev.get('reason')}); a checkpoint was saved"
+        saved = f"checkpoint {ev['checkpoint']}" if ev.get("checkpoint") else "no checkpoint of this stage yet"
+        return (f"stopped in {ev.get('stage')} at step {ev.get('step')} ({ev.get('reason')}); {saved}; "
+                f"continue with: tune-wizard --recipe R.yaml --resume")
+    if e == "resume":
+        if ev.get("done"):
+            return f"== {ev['stage']}: done earlier -> {ev.get('output')}"
+        gone = "".join(f"; discarded {d['checkpoint']} ({d['why']})" for d in ev.get("discarded") or [])
+        return f"== {ev['stage']}: resuming from {ev.get('checkpoint') or 'the start'} (step {ev.get('step')}){gone}"
+    if e == "budget_warning":
+        return f"warning: {ev.get('message')}"
+    if e == "budget_reached":
+        return f"budget cap reached: ${ev.get('spent_usd', 0):.2f} of ${ev.get('cap_usd', 0):.2f}; checkpointing and stopping"
+    if e == "warning":
+        return f"warning: {ev.get('message')}"
     if e == "finished":
         return f"finished: {ev.get('status')} in {fmt_duration(ev.get('runtime_s'))}"
     return None
@@ -102,29 +115,31 @@ def summary(events: list[dict], run: Path) -> list[str]:
 
 
 def pid_alive(run: Path) -> bool:
+    """The run's worker is alive (not a zombie, not a reused pid)."""
+    from training.heartbeat import worker_alive
+    return worker_alive(run)
+
+
+def last_segment_offset(run: Path) -> int:
+    """Byte offset of the newest run_start line: a resumed run is followed from its latest start."""
+    pos, start = 0, 0
     try:
-        pid = int((run / "pid").read_text().strip())
-    except (OSError, ValueError):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (our own child, not yet reaped) counts as gone
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
+        with open(run / "events.jsonl", "rb") as f:
+            for line in f:
+                if b'"event": "run_start"' in line:
+                    start = pos
+                pos += len(line)
     except OSError:
-        return True
+        return 0
+    return start
 
 
-def follow(run: Path, proc=None, out=sys.stdout) -> int:
-    """Print events until the run finishes; returns the exit status to use (0 ok, 1 failed, 2 bad input).
+def follow(run: Path, proc=None, out=sys.stdout, offset: int = 0) -> int:
+    """Print events (from byte `offset` of events.jsonl) until the run finishes; returns the exit status to
+    use (0 ok or stopped, 1 failed, 2 bad input).
 
     Ctrl-C leaves the run going (it is detached) and says how to come back or stop it: exit 130."""
-    tail = EventTail(run / "events.jsonl")
+    tail = EventTail(run / "events.jsonl", offset)
     seen: list[dict] = []
     finished = None
     try:
@@ -153,10 +168,16 @@ def follow(run: Path, proc=None, out=sys.stdout) -> int:
         print(line, file=out)
     if proc is not None:
         code = proc.wait()
+        if finished is not None and (run / "accelerate_config.yaml").exists():
+            # accelerate's launcher exits 1 whatever the worker's status; the events say what happened
+            bad = any(e.get("event") == "error" and e.get("kind") == "bad_input" for e in seen)
+            code = {"ok": 0, "stopped": 0}.get(finished.get("status"), 2 if bad else 1)
         if code not in (0, 1, 2) or finished is None:
             print(f"the training process ended without finishing (exit {code}); last lines of "
                   f"{run / 'train.log'}:", file=out)
             print(log_tail(run), file=out)
+            print(f"  continue from its last complete checkpoint: tune-wizard --recipe R.yaml --resume {run}",
+                  file=out)
             code = code if code in (1, 2) else 1
         return code
     if finished is None:
@@ -183,7 +204,22 @@ def stop(run: Path) -> bool:
         return False
     try:
         pid = int((run / "pid").read_text().strip())
-        os.kill(pid, signal.SIGTERM)
+        for target in _workers(run, pid):
+            os.kill(target, signal.SIGTERM)
         return True
     except (OSError, ValueError):
         return False
+
+
+def _workers(run: Path, pid: int) -> list[int]:
+    """The processes to signal. A multi-process run's pid names the `accelerate launch` process, whose
+    children are the workers: they get the signal (and agree on the step to stop at), so the launcher is
+    not interrupted and gives them all the time a checkpoint takes."""
+    if not (run / "accelerate_config.yaml").exists():
+        return [pid]
+    import psutil
+    try:
+        kids = [c.pid for c in psutil.Process(pid).children()]
+    except psutil.Error:
+        kids = []
+    return kids or [pid]

@@ -7,7 +7,8 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -47,8 +48,10 @@ class Ctx:
     revision: str | None
     trust_remote_code: bool
     seed: int
-    is_main: bool = True
+    is_main: bool = True  # global rank 0: writes events, the tokenizer and the run's outputs
+    world_size: int = 1  # processes training together (data-parallel or sharded)
     resume_from: str | None = None  # a checkpoint folder of this stage
+    extra_callbacks: list = field(default_factory=list)  # put first in the Trainer's callbacks (the worker's Guard)
 
 
 def cuda() -> bool:
@@ -102,6 +105,7 @@ def training_args_kwargs(st, ctx: Ctx, precision: str, total_steps: int, has_eva
         gradient_checkpointing=st.gradient_checkpointing,
         logging_steps=st.logging_steps,
         logging_first_step=True,
+        logging_nan_inf_filter=False,  # a NaN loss must be seen, not averaged away
         eval_strategy="steps" if has_eval else "no",
         eval_steps=every(total_steps, st.eval_steps) if has_eval else None,
         save_strategy="steps",
@@ -114,6 +118,7 @@ def training_args_kwargs(st, ctx: Ctx, precision: str, total_steps: int, has_eva
         include_num_input_tokens_seen="non_padding",
         optim="adamw_torch_fused" if cuda() else "adamw_torch",
         remove_unused_columns=False,
+        ddp_find_unused_parameters=False,  # every trainable weight is used each step (full model or LoRA)
         use_liger_kernel=use_liger(st),
         **loader_settings(cuda()),
     )
@@ -152,6 +157,12 @@ class EventCallback(TrainerCallback):
         self.stopped_at = None
 
     def on_train_begin(self, args, state, control, **kw):
+        if self.ctx.world_size > 1:  # to train.log: what each rank really trains (DDP copy or FSDP shards)
+            from accelerate.state import AcceleratorState
+            param = next(kw["model"].parameters())  # FSDP2 shards in place: its parameters become DTensors
+            print(f"tune-wizard worker: {self.stage.name}: rank {args.process_index}/{args.world_size}, "
+                  f"{AcceleratorState().distributed_type.value}, parameters held as {type(param.data).__name__}",
+                  flush=True)
         self.t_start = self.t_last = time.time()
         self.step_last = state.global_step
         self.tok_last = state.num_input_tokens_seen or 0
@@ -185,11 +196,36 @@ class EventCallback(TrainerCallback):
                                  path=str(path.relative_to(self.ctx.run_dir)))
 
     def on_step_end(self, args, state, control, **kw):
+        if self.ctx.world_size > 1 and self.stopped_at is None:
+            StopFlag.requested = any_rank(StopFlag.requested, args.device)
         if StopFlag.requested and self.stopped_at is None:
             self.stopped_at = state.global_step
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+def any_rank(flag: bool, device) -> bool:
+    """True on every rank when it is true on one: all ranks must stop (and checkpoint) at the same step,
+    or the ones going on would wait forever for the others in the next all-reduce."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+@contextmanager
+def main_rank_first(ctx: Ctx):
+    """Under several processes, rank 0 runs the block first (say, tokenizing into the run's cache) while
+    the others wait, then they run it and find the cache. One process: just runs it."""
+    if ctx.world_size <= 1:
+        yield
+        return
+    from accelerate import PartialState
+    with PartialState(cpu=not cuda()).main_process_first():
+        yield
 
 
 def load_tokenizer(ctx: Ctx):
@@ -208,5 +244,6 @@ def count_params(model) -> tuple[int, int]:
 
 
 def set_threads() -> None:
-    if not cuda():
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if not cuda():  # processes on the same machine share its cores
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))

@@ -11,10 +11,12 @@ import os
 import shutil
 from pathlib import Path
 
+from training.checkpoints import publish, temp_output
 from training.data import doc_hash, iter_documents
 from training.recipe import CptStage, expand_data
-from training.stages.common import (Ctx, EventCallback, StopFlag, attn_implementation, count_params, load_tokenizer,
-                                    plan_steps, resolve_precision, set_threads, torch_dtype, training_args_kwargs)
+from training.stages.common import (Ctx, EventCallback, attn_implementation, count_params, load_tokenizer,
+                                    main_rank_first, plan_steps, resolve_precision, set_threads, torch_dtype,
+                                    training_args_kwargs)
 
 
 def held_out(text: str, fraction: float) -> bool:
@@ -105,13 +107,14 @@ def run(st: CptStage, ctx: Ctx) -> dict:
     # data
     files = [f for spec in st.data for f in expand_data(spec)]
     cache = ctx.run_dir / "cache" / st.name
-    train_ds, tstats = tokenize_and_pack(files, st, tok, "train", cache)
-    if train_ds is None:
-        from training.data import DataError
-        raise DataError(f"stage {st.name}: the corpus gives fewer than seq_len={st.seq_len} tokens of training text; "
-                        f"add text or lower seq_len")
-    eval_ds, estats = tokenize_and_pack(files, st, tok, "eval", cache) if st.eval_fraction > 0 else (None, {})
-    per_epoch, total = plan_steps(len(train_ds), st)
+    with main_rank_first(ctx):  # rank 0 tokenizes into the cache, the other ranks then read it
+        train_ds, tstats = tokenize_and_pack(files, st, tok, "train", cache)
+        if train_ds is None:
+            from training.data import DataError
+            raise DataError(f"stage {st.name}: the corpus gives fewer than seq_len={st.seq_len} tokens of training "
+                            f"text; add text or lower seq_len")
+        eval_ds, estats = tokenize_and_pack(files, st, tok, "eval", cache) if st.eval_fraction > 0 else (None, {})
+    per_epoch, total = plan_steps(len(train_ds), st, ctx.world_size)
 
     # model
     model = AutoModelForCausalLM.from_pretrained(ctx.base_model, revision=ctx.revision,
@@ -121,7 +124,8 @@ def run(st: CptStage, ctx: Ctx) -> dict:
     n_total, n_train = count_params(model)
     ctx.events.emit("stage_start", stage=st.name, index=ctx.stage_index, type="cpt", method="full",
                     base=ctx.base_model, total_steps=total, steps_per_epoch=per_epoch, epochs=st.epochs,
-                    tokens_per_step=st.micro_batch_size * st.grad_accum * st.seq_len, precision=precision,
+                    tokens_per_step=st.micro_batch_size * st.grad_accum * st.seq_len * ctx.world_size,
+                    precision=precision,
                     params=n_total, trainable_params=n_train,
                     data={"documents": tstats.get("documents", 0), "duplicates_dropped": tstats.get("duplicates", 0),
                           "train_tokens": tstats["tokens"], "train_blocks": tstats["blocks"],
@@ -131,18 +135,24 @@ def run(st: CptStage, ctx: Ctx) -> dict:
     args = TrainingArguments(**training_args_kwargs(st, ctx, precision, total, eval_ds is not None))
     cb = EventCallback(ctx, st, total)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=CausalLMCollator(), callbacks=[cb])
+                      data_collator=CausalLMCollator(), callbacks=[*ctx.extra_callbacks, cb])
     result = trainer.train(resume_from_checkpoint=ctx.resume_from)
 
     # save
     out = ctx.run_dir / st.name / "model"
-    if not StopFlag.requested:
-        trainer.save_model(str(out))
-        tok.save_pretrained(str(out))
-        shutil.rmtree(cache, ignore_errors=True)  # the tokenized corpus; a resume rebuilds it
-        try:
-            cache.parent.rmdir()
-        except OSError:
-            pass
+    # stopped early (signal, budget) -> the checkpoint is the output; else save into a temporary folder and
+    # rename it into place, so an output folder that exists is complete (resume skips this stage then)
+    stopped = trainer.state.global_step < total
+    if not stopped:
+        tmp = temp_output(out) if ctx.is_main else out.with_name(f".{out.name}.partial")
+        trainer.save_model(str(tmp))  # every rank calls it (FSDP/ZeRO-3 gather); only rank 0 writes
+        if ctx.is_main:
+            tok.save_pretrained(str(tmp))
+            publish(tmp, out)
+            shutil.rmtree(cache, ignore_errors=True)  # the tokenized corpus; a resume rebuilds it
+            try:
+                cache.parent.rmdir()
+            except OSError:
+                pass
     return {"output": str(out.relative_to(ctx.run_dir)), "kind": "model", "train_loss": result.training_loss,
-            "steps": trainer.state.global_step, "stopped": StopFlag.requested, "last_loss": cb.last_loss}
+            "steps": trainer.state.global_step, "stopped": stopped, "last_loss": cb.last_loss}

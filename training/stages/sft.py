@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from training.checkpoints import publish, temp_output
 from training.data import DataError, doc_hash, load_pairs_strict
 from training.recipe import SftStage
-from training.stages.common import (Ctx, EventCallback, StopFlag, attn_implementation, count_params, cuda, every,
+from training.stages.common import (Ctx, EventCallback, attn_implementation, count_params, cuda, every,
                                     load_tokenizer, plan_steps, resolve_precision, set_threads, torch_dtype,
                                     training_args_kwargs)
 
@@ -92,7 +93,7 @@ def run(st: SftStage, ctx: Ctx) -> dict:
         raise DataError(f"{st.data}: every pair fell into the eval split; lower eval_fraction")
     train_ds = Dataset.from_list(train_rows)
     eval_ds = Dataset.from_list(eval_rows) if eval_rows else None
-    per_epoch, total = plan_steps(len(train_rows), st)
+    per_epoch, total = plan_steps(len(train_rows), st, ctx.world_size)
 
     # model
     model = load_model(st, ctx, precision)
@@ -108,9 +109,9 @@ def run(st: SftStage, ctx: Ctx) -> dict:
                      dataset_num_proc=None)
     cb = EventCallback(ctx, st, total)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tok, callbacks=[cb])
+                         processing_class=tok, callbacks=[*ctx.extra_callbacks, cb])
     if st.packing and not st.max_steps:  # epochs are counted in packed rows, fewer than pairs
-        per_epoch, total = plan_steps(len(trainer.train_dataset), st)
+        per_epoch, total = plan_steps(len(trainer.train_dataset), st, ctx.world_size)
         args.max_steps, cb.total = total, total
         args.warmup_steps = max(0, round(st.warmup_ratio * total))
         args.save_steps = every(total, st.save_steps)
@@ -127,8 +128,14 @@ def run(st: SftStage, ctx: Ctx) -> dict:
     # save: an adapter for LoRA/QLoRA (its base is recorded in adapter_config.json), else the full model
     kind = "model" if st.method == "full" else "adapter"
     out = ctx.run_dir / st.name / kind
-    if not StopFlag.requested:
-        trainer.save_model(str(out))
-        tok.save_pretrained(str(out))
+    # stopped early (signal, budget) -> the checkpoint is the output; else save into a temporary folder and
+    # rename it into place, so an output folder that exists is complete (resume skips this stage then)
+    stopped = trainer.state.global_step < total
+    if not stopped:
+        tmp = temp_output(out) if ctx.is_main else out.with_name(f".{out.name}.partial")
+        trainer.save_model(str(tmp))  # every rank calls it (FSDP/ZeRO-3 gather); only rank 0 writes
+        if ctx.is_main:
+            tok.save_pretrained(str(tmp))
+            publish(tmp, out)
     return {"output": str(out.relative_to(ctx.run_dir)), "kind": kind, "train_loss": result.training_loss,
-            "steps": trainer.state.global_step, "stopped": StopFlag.requested, "last_loss": cb.last_loss}
+            "steps": trainer.state.global_step, "stopped": stopped, "last_loss": cb.last_loss}

@@ -1,0 +1,1 @@
+"""Screens: the wizard's steps, the run monitor, help; one per file."""

@@ -1,0 +1,114 @@
+"""Step 7: review the recipe YAML and where it goes, write it (asking before overwriting), run it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.syntax import Syntax
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Button, Input, Label, Static
+
+from tui import engine
+from tui.screens.confirm import Confirm
+from tui.screens.wizard import WizardStep
+
+
+class ReviewStep(WizardStep):
+    index = 6
+    BINDINGS = [Binding("ctrl+s", "write_only", "write", priority=True),
+                Binding("ctrl+r", "next", "write & run", priority=True)]
+
+    def body(self) -> ComposeResult:
+        with Horizontal(id="path-row"):
+            yield Label("Write to ")
+            yield Input(self.state.recipe_path, id="path")
+            yield Button("Write ^S", id="write")
+        yield Static(id="yaml")
+
+    def next_label(self) -> str:
+        return "Write & run ^R"
+
+    def on_mount(self) -> None:
+        st = self.state
+        try:
+            self.text = engine.recipe_text(st.answers, *st.plan, st.overrides, name=self.recipe_name())
+        except Exception as e:  # a schema problem in an override: say which, the user goes back
+            self.text = None
+            self.query_one("#yaml", Static).update(f"[red]{e}[/]")
+            self.evidence("[red]the recipe is not valid; go back (Ctrl+B) and fix the answer named above[/]")
+            return
+        self.query_one("#yaml", Static).update(Syntax(self.text, "yaml", theme="ansi_dark", background_color="default"))
+        self.show_path()
+        self.query_one("#next", Button).focus()
+
+    def recipe_name(self) -> str:
+        stem = Path(self.query_one("#path", Input).value.strip() or "wizard.yaml").stem
+        name = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip("-._") or "wizard"
+        return name[:64]
+
+    def target(self) -> Path:
+        return Path(self.query_one("#path", Input).value.strip() or "wizard.yaml").expanduser().resolve()
+
+    def show_path(self) -> None:
+        t = self.target()
+        self.evidence(f"recipe -> {t}" + ("  [yellow](exists: you will be asked before it is overwritten)[/]"
+                                          if t.exists() else ""),
+                      f"runs go to {Path(self.state.answers.get('output_dir') or 'runs').resolve()}/"
+                      f"{self.recipe_name()}-<time>; replay headless: tune-wizard --recipe {t.name}")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.state.recipe_path = event.value
+        self.show_path()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "write":
+            self.action_write_only()
+        else:
+            super().on_button_pressed(event)
+
+    def action_write_only(self) -> None:
+        self.write(then_run=False)
+
+    def save(self) -> str | None:
+        return None if self.text else "the recipe is not valid; go back and fix it"
+
+    def finish(self) -> None:
+        self.write(then_run=True)
+
+    def write(self, then_run: bool) -> None:
+        if not self.text:
+            return
+        st = self.state
+        self.text = engine.recipe_text(st.answers, *st.plan, st.overrides, name=self.recipe_name())
+        target = self.target()
+
+        def go(yes: bool | None = True) -> None:
+            if not yes:
+                self.note("not written")
+                return
+            engine.write_recipe(target, self.text)
+            self.note(f"[green]wrote {target}[/]")
+            if then_run:
+                self.note("starting the run...")
+                self.launch(target)
+
+        if target.exists():
+            self.app.push_screen(Confirm(f"{target} exists. Overwrite it?", yes="overwrite", no="keep it"), go)
+        else:
+            go()
+
+    @work(thread=True, exclusive=True)
+    def launch(self, recipe: Path) -> None:
+        try:
+            run, problem = engine.start_run(recipe), None
+        except Exception as e:  # RecipeError lines, or the folder cannot be made: show, do not crash
+            run, problem = None, getattr(e, "lines", lambda: [str(e)])()
+        self.app.call_from_thread(self.launched, run, problem)
+
+    def launched(self, run: Path | None, problem: list[str] | None) -> None:
+        if run is None:
+            self.note(f"[red]{'; '.join(problem or [])}[/]")
+            return
+        self.app.open_monitor(run)
