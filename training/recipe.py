@@ -85,7 +85,10 @@ class StageBase(Strict):
     micro_batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = Field(False, description="unset: on only when the VRAM estimate needs it")
+    attention: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
+        "auto", description="auto: flash_attention_2 with CUDA and flash_attn installed, else sdpa")
+    liger_kernel: bool | None = Field(None, description="unset: on when CUDA and liger-kernel are present")
     eval_fraction: float = Field(0.05, ge=0, lt=0.5)
     logging_steps: int = Field(10, ge=1)
     eval_steps: int | None = Field(None, ge=1, description="default: about 5 evaluations per stage")
@@ -121,7 +124,8 @@ class SftStage(StageBase):
     learning_rate: float = Field(2e-4, gt=0)
     epochs: float = Field(3.0, gt=0)
     max_seq_len: int = Field(1024, ge=8)
-    packing: bool = False
+    packing: bool = Field(False, description="unset: on with flash-attention (best-fit-decreasing, padding-free)")
+    group_by_length: bool | None = Field(None, description="unset: on when not packing (micro-batches of similar lengths)")
     skip_invalid_rows: bool = Field(False, description="train on the valid rows when some are broken (counted in events)")
 
 

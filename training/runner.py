@@ -144,7 +144,9 @@ def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) ->
             "use strategy: ddp on this machine")))
     if problems:
         raise RecipeError(problems, file)
-    r.resolved = {"files": {k: None for k in sorted(files_seen)}}
+    from training.defaults import apply_defaults, detect, model_shape
+    r.resolved = {"files": {k: None for k in sorted(files_seen)},
+                  "defaults": apply_defaults(r, detect(), model_shape(r.model.id))}
     return r
 
 
@@ -192,6 +194,7 @@ def create_run_dir(resolved: Recipe, source: str | None, name: str | None = None
         "gpus": nvidia_gpus(),
         "versions": package_versions(),
         "files": {f: {"sha256": h, "bytes": os.path.getsize(f)} for f, h in files.items()},
+        "defaults": resolved.resolved.get("defaults", []),  # speed settings chosen for this machine, with reasons
     }
     _write_private(run / "recipe.yaml", dump_recipe(resolved))
     return run

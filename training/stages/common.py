@@ -2,6 +2,7 @@
 that turns Trainer logs into events, and the graceful-stop flag set by SIGTERM/SIGINT."""
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from training.defaults import loader_settings
 from training.events import EventWriter
 
 
@@ -114,13 +116,32 @@ def training_args_kwargs(st, ctx: Ctx, precision: str, total_steps: int, has_eva
         report_to="none",
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
-        dataloader_num_workers=2 if cuda() else 0,
-        dataloader_pin_memory=cuda(),
         optim="adamw_torch_fused" if cuda() else "adamw_torch",
         remove_unused_columns=False,
         ddp_find_unused_parameters=False,  # every trainable weight is used each step (full model or LoRA)
+        use_liger_kernel=use_liger(st),
+        **loader_settings(cuda()),
     )
     return kw
+
+
+def use_liger(st) -> bool:
+    """Liger kernels as resolved (training/defaults.py), and only where they can run: CUDA + liger-kernel."""
+    if not st.liger_kernel:
+        return False
+    if not (cuda() and importlib.util.find_spec("liger_kernel")):
+        print(f"[{st.name}] liger_kernel: true needs CUDA and liger-kernel; training without it", flush=True)
+        return False
+    return True
+
+
+def attn_implementation(st) -> str:
+    """The resolved attention kernel; flash-attention falls back to sdpa where CUDA or flash_attn is missing."""
+    impl = "sdpa" if st.attention == "auto" else st.attention
+    if impl == "flash_attention_2" and not (cuda() and importlib.util.find_spec("flash_attn")):
+        print(f"[{st.name}] attention: flash_attention_2 needs CUDA and flash_attn; using sdpa", flush=True)
+        return "sdpa"
+    return impl
 
 
 class EventCallback(TrainerCallback):

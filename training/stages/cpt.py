@@ -14,8 +14,9 @@ from pathlib import Path
 from training.checkpoints import publish, temp_output
 from training.data import doc_hash, iter_documents
 from training.recipe import CptStage, expand_data
-from training.stages.common import (Ctx, EventCallback, count_params, load_tokenizer, main_rank_first,
-                                    plan_steps, resolve_precision, set_threads, torch_dtype, training_args_kwargs)
+from training.stages.common import (Ctx, EventCallback, attn_implementation, count_params, load_tokenizer,
+                                    main_rank_first, plan_steps, resolve_precision, set_threads, torch_dtype,
+                                    training_args_kwargs)
 
 
 def held_out(text: str, fraction: float) -> bool:
@@ -119,7 +120,7 @@ def run(st: CptStage, ctx: Ctx) -> dict:
     model = AutoModelForCausalLM.from_pretrained(ctx.base_model, revision=ctx.revision,
                                                  trust_remote_code=ctx.trust_remote_code,
                                                  dtype=torch_dtype(precision) if precision != "fp32" else torch.float32,
-                                                 attn_implementation="sdpa")
+                                                 attn_implementation=attn_implementation(st))
     n_total, n_train = count_params(model)
     ctx.events.emit("stage_start", stage=st.name, index=ctx.stage_index, type="cpt", method="full",
                     base=ctx.base_model, total_steps=total, steps_per_epoch=per_epoch, epochs=st.epochs,

@@ -13,8 +13,9 @@ from pathlib import Path
 from training.checkpoints import publish, temp_output
 from training.data import DataError, doc_hash, load_pairs_strict
 from training.recipe import SftStage
-from training.stages.common import (Ctx, EventCallback, count_params, cuda, load_tokenizer, plan_steps,
-                                    resolve_precision, set_threads, torch_dtype, training_args_kwargs)
+from training.stages.common import (Ctx, EventCallback, attn_implementation, count_params, cuda, every,
+                                    load_tokenizer, plan_steps, resolve_precision, set_threads, torch_dtype,
+                                    training_args_kwargs)
 
 # used when the tokenizer has no chat template of its own (base models usually have none)
 PLAIN_CHAT_TEMPLATE = (
@@ -47,7 +48,7 @@ def load_model(st: SftStage, ctx: Ctx, precision: str):
     import torch
     from transformers import AutoModelForCausalLM
 
-    kw = dict(revision=ctx.revision, trust_remote_code=ctx.trust_remote_code, attn_implementation="sdpa")
+    kw = dict(revision=ctx.revision, trust_remote_code=ctx.trust_remote_code, attn_implementation=attn_implementation(st))
     if st.method == "qlora":
         if not cuda():
             raise DataError("method: qlora needs a CUDA GPU (bitsandbytes 4-bit); on this machine use method: lora")
@@ -97,21 +98,31 @@ def run(st: SftStage, ctx: Ctx) -> dict:
     # model
     model = load_model(st, ctx, precision)
     n_total, n_train = count_params(model)
-    ctx.events.emit("stage_start", stage=st.name, index=ctx.stage_index, type="sft", method=st.method,
-                    base=ctx.base_model, total_steps=total, steps_per_epoch=per_epoch, epochs=st.epochs,
-                    precision=precision, params=n_total, trainable_params=n_train,
-                    data={"pairs": len(pairs.rows), "formats": pairs.formats, "invalid_rows": len(pairs.invalid),
-                          "train_pairs": len(train_rows), "eval_pairs": len(eval_rows)})
-
-    # train
+    # train. Packing (training/defaults.py): TRL's best-fit-decreasing bins, run padding-free; exact on
+    # flash-attention (varlen) and on sdpa (a block-diagonal mask from position_ids, as the trainer passes no cache).
+    # Unpacked, micro-batches of similar lengths keep the padding small.
     kw = training_args_kwargs(st, ctx, precision, total, eval_ds is not None)
     kw.pop("include_num_input_tokens_seen")
     args = SFTConfig(**kw, include_num_input_tokens_seen="non_padding", max_length=st.max_seq_len,
-                     packing=st.packing, completion_only_loss=st.completion_only_loss,
+                     packing=st.packing, packing_strategy="bfd", completion_only_loss=st.completion_only_loss,
+                     train_sampling_strategy="group_by_length" if st.group_by_length else "random",
                      dataset_num_proc=None)
     cb = EventCallback(ctx, st, total)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tok, callbacks=[*ctx.extra_callbacks, cb])
+    if st.packing and not st.max_steps:  # epochs are counted in packed rows, fewer than pairs
+        per_epoch, total = plan_steps(len(trainer.train_dataset), st, ctx.world_size)
+        args.max_steps, cb.total = total, total
+        args.warmup_steps = max(0, round(st.warmup_ratio * total))
+        args.save_steps = every(total, st.save_steps)
+        if eval_ds is not None:
+            args.eval_steps = every(total, st.eval_steps)
+    ctx.events.emit("stage_start", stage=st.name, index=ctx.stage_index, type="sft", method=st.method,
+                    base=ctx.base_model, total_steps=total, steps_per_epoch=per_epoch, epochs=st.epochs,
+                    precision=precision, params=n_total, trainable_params=n_train,
+                    data={"pairs": len(pairs.rows), "formats": pairs.formats, "invalid_rows": len(pairs.invalid),
+                          "train_pairs": len(train_rows), "eval_pairs": len(eval_rows),
+                          "train_rows": len(trainer.train_dataset), "packed": st.packing})
     result = trainer.train(resume_from_checkpoint=ctx.resume_from)
 
     # save: an adapter for LoRA/QLoRA (its base is recorded in adapter_config.json), else the full model
