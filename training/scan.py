@@ -209,7 +209,7 @@ def _run_unit(args) -> _Unit:
                 _scan_jsonl_range(path, start, end, text_field, u)
             else:
                 _scan_parquet(path, text_field, u)
-        except UnicodeDecodeError as e:
+        except UnicodeDecodeError:
             u.skipped.append(f"{path}: not UTF-8 text; skipped")
         except (OSError, ValueError) as e:
             u.skipped.append(f"{path}: cannot be read ({str(e).splitlines()[0][:120]}); skipped")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, cli, events_of, only_run, tiny_recipe, write_recipe
+from tests.conftest import ROOT, cli, events_of, tiny_recipe, write_recipe
 from training.checkpoints import checkpoint_problem
 from training.heartbeat import read_heartbeat, worker_alive
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from training.estimate import Card, StepConfig, Workload, estimate_all, find_card, load_cards, peak_vram_gib, \
+from training.estimate import StepConfig, Workload, estimate_all, find_card, load_cards, peak_vram_gib, \
     tokens_per_second
 from training.shapes import KNOWN, resolve_shape
 

@@ -7,7 +7,7 @@ import pytest
 
 from synth_data import write_corpus, write_pairs
 from training import scan as scan_mod
-from training.data import doc_hash, normalize_text
+from training.data import normalize_text
 from training.pairs_scan import pad_efficiency, scan_pairs
 from training.scan import CorpusFacts, normalized_bytes, parse_size, scan_corpus
 

@@ -104,7 +104,7 @@ class ReviewStep(WizardStep):
         try:
             run, problem = engine.start_run(recipe), None
         except Exception as e:  # RecipeError lines, or the folder cannot be made: show, do not crash
-            run, problem = None, getattr(e, "lines", lambda: [str(e)])()
+            run, problem = None, (e.lines() if hasattr(e, "lines") else [str(e)])
         self.app.call_from_thread(self.launched, run, problem)
 
     def launched(self, run: Path | None, problem: list[str] | None) -> None:
