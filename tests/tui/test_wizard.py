@@ -115,3 +115,25 @@ def test_wizard_runs_the_recipe_and_the_monitor_stops_it(tmp_path, monkeypatch):
     assert run.parent == (tmp_path / "runs").resolve() and (run / "recipe.yaml").exists()
     assert evs[-1]["event"] == "finished" and evs[-1]["status"] in ("stopped", "ok")
     assert state.finished["status"] == evs[-1]["status"]
+
+
+def test_back_and_next_buttons_move_one_step(tmp_path, monkeypatch):
+    """Enter on the Back or Next button moves exactly one step (a step that handles buttons of its own
+    must not run the base handler twice: that once popped every screen and left the terminal blank)."""
+    monkeypatch.chdir(tmp_path)
+
+    async def go():
+        app = TuneWizardApp()
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("ctrl+t", "ctrl+n")
+            await wait_for(pilot, lambda: title(app) == "GapStep", what="gap step")
+            app.screen.query_one("#back").focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: title(app) == "ModelStep", what="back to the model step")
+            assert [type(s).__name__ for s in app.screen_stack] == ["Screen", "ModelStep"]
+            app.screen.query_one("#next").focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: title(app) == "GapStep", what="next to the gap step")
+            assert [type(s).__name__ for s in app.screen_stack] == ["Screen", "ModelStep", "GapStep"]
+
+    asyncio.run(go())

@@ -47,8 +47,7 @@ class GapStep(WizardStep):
             event.button.disabled = True
             self.query_one("#answers", Static).update("probing the base model (subprocess)...")
             self.probe()
-        else:
-            super().on_button_pressed(event)
+        # next/back: WizardStep's handler runs as well (Textual calls each class's handler in the MRO)
 
     @work(thread=True, exclusive=True)
     def probe(self) -> None:

@@ -54,8 +54,7 @@ class ModelStep(WizardStep):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "demo":
             self.action_demo()
-        else:
-            super().on_button_pressed(event)
+        # next/back: WizardStep's handler runs as well (Textual calls each class's handler in the MRO)
 
     def action_demo(self) -> None:
         self.state.use_demo()

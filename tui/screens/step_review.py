@@ -65,8 +65,7 @@ class ReviewStep(WizardStep):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "write":
             self.action_write_only()
-        else:
-            super().on_button_pressed(event)
+        # next/back: WizardStep's handler runs as well (Textual calls each class's handler in the MRO)
 
     def action_write_only(self) -> None:
         self.write(then_run=False)
