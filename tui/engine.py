@@ -179,11 +179,11 @@ def hardware_choices() -> tuple[list[dict], list[str]]:
     return cards, nvidia_gpus()
 
 
-from tui.engine_plan import estimate_plans, recommend, recipe_text  # noqa: E402  (the plan half of the door)
+from tui.engine_plan import estimate_plans, recommend, recipe_text, why  # noqa: E402  (the plan half of the door)
 
 __all__ = ["DEMO", "DEMO_PROMPTS", "volume_line", "pairs_line", "GAP_RULES", "scan_corpus", "scan_pairs",
            "gap_probe_available", "run_gap_probe", "hardware_choices", "recommend", "estimate_plans",
-           "recipe_text", "write_recipe", "start_run", "real_path"]
+           "recipe_text", "why", "write_recipe", "start_run", "real_path"]
 
 
 def write_recipe(path: Path, text: str) -> Path:

@@ -175,10 +175,37 @@ def recipe_dict(answers: dict, path: str, method: str | None, ov: dict, name: st
             "model": {"id": answers["model"]}, "hardware": hw, "stages": stages}
 
 
-def recipe_text(answers: dict, path: str, method: str | None, ov: dict, name: str = "wizard") -> str:
+def why(state) -> dict:
+    """The recipe's `decision` and `estimate` sections from the wizard's state: what the rules said, what
+    the user chose (an override of the recommendation is said so), the evidence in brief, the estimate."""
+    import datetime as _dt
+    path, method = state.plan
+    rec = state.recommendation or {}
+    warnings = list(rec.get("warnings", []))
+    if rec and (rec.get("path"), rec.get("method")) != (path, method):
+        warnings.append(f"the user chose {plan_label(path, method)} over the recommended "
+                        f"{plan_label(rec.get('path'), rec.get('method'))}")
+    c, p = state.facts.get("corpus") or {}, state.facts.get("pairs") or {}
+    evidence = {"gap": state.answers.get("gap"), "budget_usd": state.answers.get("budget"),
+                "gpu": state.answers.get("gpu"), "corpus_clean_mb": c.get("clean_mb"), "pairs_valid": p.get("valid")}
+    out = {"decision": {"path": path, "method": method, "reasons": list(rec.get("reasons", [])), "warnings": warnings,
+                        "evidence": {k: v for k, v in evidence.items() if v is not None},
+                        "decided_by": f"tune-wizard wizard {_dt.date.today().isoformat()}"}}
+    chosen = next((x for x in state.plans if (x["path"], x["method"]) == (path, method)), None)
+    if chosen and chosen.get("hours") is not None:
+        out["estimate"] = {"hours": float(f"{chosen['hours']:.4g}"), "usd": float(f"{chosen['usd']:.4g}"),
+                           "peak_vram_gib": float(f"{chosen['vram_gib']:.4g}"),
+                           "source": f"tune-wizard estimate for {state.answers.get('gpu_count', 1)} x "
+                                     f"{state.answers.get('gpu')}"}
+    return out
+
+
+def recipe_text(answers: dict, path: str, method: str | None, ov: dict, name: str = "wizard",
+                why: dict | None = None) -> str:
     """The recipe YAML, validated by the strict schema (a RecipeError says what is wrong)."""
     from training.recipe import Recipe
     data = recipe_dict(answers, path, method, ov, name)
+    data.update(why or {})
     Recipe.model_validate(data)  # strict: unknown keys or bad values fail here, not in the run
     head = (f"# written by the tune-wizard wizard: {plan_label(path, method)} for {answers['model']}\n"
             f"# goal: {answers.get('goal') or '-'}\n"

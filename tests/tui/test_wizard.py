@@ -90,6 +90,11 @@ def test_wizard_writes_the_demo_recipe_and_asks_before_overwriting(tmp_path, mon
     assert (sft["type"], sft["method"], sft["data"], sft["max_steps"]) == ("sft", "lora", "builtin:demo-pairs", 4)
     assert sft["lora"] == {"r": 8, "alpha": 16}
     assert cpt["learning_rate"] == sft["learning_rate"] == 2e-3  # the demo's values for the random-init model
+    # why: the rules that fired, and the user's override of the recommendation (SFT -> CPT -> SFT), in the recipe
+    d = r["decision"]
+    assert (d["path"], d["method"]) == ("cpt_sft", "lora") and d["reasons"]
+    assert any("over the recommended" in w for w in d["warnings"])
+    assert d["evidence"]["pairs_valid"] > 1600 and d["evidence"]["gap"] == "knowledge"
 
 
 @pytest.mark.integration

@@ -132,7 +132,9 @@ def run(st: CptStage, ctx: Ctx) -> dict:
                           "eval_documents": estats.get("documents", 0), "eval_tokens": estats.get("tokens", 0)})
 
     # train
-    args = TrainingArguments(**training_args_kwargs(st, ctx, precision, total, eval_ds is not None))
+    kw = training_args_kwargs(st, ctx, precision, total, eval_ds is not None)
+    kw["include_num_input_tokens_seen"] = "all"  # packed blocks hold no padding: every token is real
+    args = TrainingArguments(**kw)
     cb = EventCallback(ctx, st, total)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=CausalLMCollator(), callbacks=[*ctx.extra_callbacks, cb])

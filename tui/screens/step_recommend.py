@@ -35,7 +35,7 @@ class RecommendStep(WizardStep):
 
     def body(self) -> ComposeResult:
         st = self.state
-        self.rec = engine.recommend(st.answers, st.facts)
+        self.rec = st.recommendation = engine.recommend(st.answers, st.facts)
         if st.plan is None:
             st.plan = (self.rec["path"], self.rec["method"])
         if not st.overrides:
@@ -70,7 +70,7 @@ class RecommendStep(WizardStep):
     def refresh_table(self) -> None:
         st = self.state
         est = engine.estimate_plans(st.answers, st.facts, st.overrides)
-        self.plans = est["plans"]
+        self.plans = st.plans = est["plans"]
         others = [g for g in est["gpus"] if g != st.answers["gpu"]][:3]
         table = self.query_one(DataTable)
         if not table.columns:

@@ -33,7 +33,8 @@ class ReviewStep(WizardStep):
     def on_mount(self) -> None:
         st = self.state
         try:
-            self.text = engine.recipe_text(st.answers, *st.plan, st.overrides, name=self.recipe_name())
+            self.text = engine.recipe_text(st.answers, *st.plan, st.overrides, name=self.recipe_name(),
+                                          why=engine.why(st))
         except Exception as e:  # a schema problem in an override: say which, the user goes back
             self.text = None
             self.query_one("#yaml", Static).update(f"[red]{e}[/]")
@@ -80,7 +81,8 @@ class ReviewStep(WizardStep):
         if not self.text:
             return
         st = self.state
-        self.text = engine.recipe_text(st.answers, *st.plan, st.overrides, name=self.recipe_name())
+        self.text = engine.recipe_text(st.answers, *st.plan, st.overrides, name=self.recipe_name(),
+                                          why=engine.why(st))
         target = self.target()
 
         def go(yes: bool | None = True) -> None:

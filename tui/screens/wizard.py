@@ -35,6 +35,8 @@ class WizardState:
     plan: tuple[str, str | None] | None = None  # (path, method) the user goes with
     overrides: dict = field(default_factory=dict)
     recipe_path: str = "wizard.yaml"
+    recommendation: dict | None = None  # engine.recommend(): path, method, reasons, warnings
+    plans: list = field(default_factory=list)  # engine.estimate_plans()["plans"] for the chosen GPU
 
     def use_demo(self) -> None:
         from tui.engine import DEMO
