@@ -61,7 +61,9 @@ def test_report_has_the_outcome_curves_and_cost(run):
     spent, est = cost.split("|")[2].strip(), cost.split("|")[3].strip()
     assert spent.startswith("$") and float(spent[1:]) > 0
     assert est == "$0.0300"  # 0.01 h x $3 x 1
-    assert "no decision section" in text
+    # the demo recipe says why it is what it is (its decision section), and the report shows it
+    assert "Plan: **cpt_sft**, method **lora**" in text and "hand-written to show both stages" in text
+    assert "far below the guide's 500 MB" in text
     for info in yaml.safe_load((run / "recipe.yaml").read_text())["resolved"]["files"].values():
         assert info["sha256"] in text  # data hashes, the general reference text's included
     # regenerated on demand, from the run folder alone
