@@ -99,7 +99,7 @@ def as_pairs(docs: list[list[int]]) -> list[tuple[list[int], list[int]]]:
 
 def packed_cpt_steps(docs: list[list[int]], eos: int, seq: int, micro: int, accum: int, n_steps: int,
                      seed: int = 0) -> list[tuple[list[dict], int]]:
-    """Documents joined with EOS and cut into seq-token blocks, as training/stages/cpt.py packs them."""
+    """Documents joined with EOS and cut into seq-token blocks, as training/runtime/stages/cpt.py packs them."""
     order = list(range(len(docs)))
     random.Random(seed).shuffle(order)
     flat = [t for i in order for t in docs[i] + [eos]]

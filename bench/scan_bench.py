@@ -60,7 +60,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
     from synth_data import write_corpus, write_pairs
-    from training.scan import scan_corpus
+    from training.plan.scan import scan_corpus
 
     corpus = Path(a.dir) / f"corpus-{a.mb:g}MB"
     if not (corpus / "DONE").exists():

@@ -9,7 +9,7 @@ Variants: <part>_guide, <part>_default and, for SFT, <part>_default_qv_only (the
 guide's q/v adapters, which separates the batching gain from the cost of adapting every linear layer).
 guide-style: documents/pairs truncated, micro-batches padded to the longest row, the guide's batch sizes
 (CPT 4 x 8 accumulation, SFT 4), LoRA on q_proj/v_proj only, no fused kernels.
-default: what training/defaults.py decides for the same recipe on this machine (CPT packing; SFT padding-free
+default: what training/runtime/defaults.py decides for the same recipe on this machine (CPT packing; SFT padding-free
 bins with flash-attention, else length-grouped micro-batches; Liger; the micro-batch / checkpointing choice
 from the memory estimate; LoRA on all linear layers), through the same packers and collators the stages use.
 Each variant runs plain optimizer steps (forward, backward per micro-batch, fused AdamW on CUDA); the number is
@@ -67,9 +67,9 @@ def peak_tflops() -> float | None:
 def project_stage(stage: dict, cfg: dict):
     """The stage as the runner resolves it on this machine. micro_batch_size x grad_accum is the recipe's batch
     (rows per optimizer step), not a person's choice of micro-batch, so the chooser may split it."""
-    from training.defaults import Machine, apply_defaults, detect
+    from training.runtime.defaults import Machine, apply_defaults, detect
     from training.recipe import validate_data
-    from training.shapes import from_config
+    from training.plan.shapes import from_config
     recipe = validate_data({"name": "bench", "model": {"id": "bench"}, "stages": [stage]}, check_paths=False)
     st = recipe.stages[0]
     st.model_fields_set.difference_update({"micro_batch_size", "grad_accum"})
@@ -83,7 +83,7 @@ def model_for(cfg: dict, attn: str, liger: bool, ckpt: bool, lora: str | list | 
     from transformers import LlamaConfig, LlamaForCausalLM
     dtype = torch.bfloat16 if DEV == "cuda" else torch.float32
     torch.manual_seed(0)
-    if quant_dir:  # QLoRA: 4-bit NF4 base, double quantization, bf16 compute (as training/stages/sft.py)
+    if quant_dir:  # QLoRA: 4-bit NF4 base, double quantization, bf16 compute (as training/runtime/stages/sft.py)
         from peft import prepare_model_for_kbit_training
         from transformers import BitsAndBytesConfig
         q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,

@@ -9,7 +9,7 @@ One JSON object per line, always with `v` (schema version), `t` (unix time) and 
   checkpoint   stage, step, path
   stage_end    stage, output, kind (model | adapter), train_loss, runtime_s, steps,
                peak_mem_gib, peak_mem_kind (cuda_max_allocated: since the stage started | rss_peak: process so far)
-  measure      stage, type, when (before | after), model, seconds, and (training/evaluate.py):
+  measure      stage, type, when (before | after), model, seconds, and (training/runtime/evaluate.py):
                domain_ppl, domain_tokens (held-out corpus slice; null without a cpt stage), general_ppl,
                general_tokens, eval_seq_len, lm_eval {status: ok | no_tasks | not_installed | failed, results};
                sft stages: heldout_pairs_loss, heldout_pairs, heldout_pairs_tokens, answers [{prompt, answer}];
@@ -27,7 +27,7 @@ One JSON object per line, always with `v` (schema version), `t` (unix time) and 
 
 run_start has `resumed` (true when the run continues an earlier segment); a resumed run appends to the
 same file, so a reader that wants only the latest segment starts at the last run_start.
-Values of secret environment variables (HF_TOKEN and the like, training/redact.py) are never written.
+Values of secret environment variables (HF_TOKEN and the like, training/runtime/redact.py) are never written.
 
 Readers must ignore event types and keys they do not know (the schema only grows within a version).
 The writer appends and flushes each line, so a reader tailing the file never sees half a line
@@ -59,7 +59,7 @@ def _clean(v: Any) -> Any:
 
 class EventWriter:
     def __init__(self, path: str | os.PathLike, enabled: bool = True):
-        from training.redact import secret_values
+        from training.runtime.redact import secret_values
         self.path = Path(path)
         self.enabled = enabled
         self._secrets = secret_values()
@@ -71,7 +71,7 @@ class EventWriter:
         if self._f is not None:
             line = json.dumps(rec, ensure_ascii=False)
             if self._secrets:
-                from training.redact import redact
+                from training.runtime.redact import redact
                 line = redact(line, self._secrets)
             self._f.write(line + "\n")
             self._f.flush()

@@ -135,7 +135,7 @@ Stage = Annotated[Union[CptStage, SftStage], Field(discriminator="type")]
 
 
 class EvalSpec(Strict):
-    """Before/after measurements around every stage (training/evaluate.py); the caps keep them cheap."""
+    """Before/after measurements around every stage (training/runtime/evaluate.py); the caps keep them cheap."""
     enabled: bool = True
     probe_prompts: list[str] = Field(default_factory=list, description="asked before and after each sft stage")
     max_new_tokens: int = Field(64, ge=1, le=4096)

@@ -29,7 +29,7 @@ COMMANDS = {
     "stop": "tui.cli:cmd_stop",
     "runs": "tui.cli:cmd_runs",
     "schema": "tui.cli:cmd_schema",
-    "plan": "training.plan_cli:main",
+    "plan": "training.plan.cli:main",
     "report": "tui.run_commands:cmd_report",
     "export": "tui.run_commands:cmd_export",
 }
@@ -96,8 +96,8 @@ def _bad(e, source) -> int:
 def resume_recipe(args) -> int:
     """--resume: the run's own recipe (hardware may change), same data; nothing is written on refusal."""
     from training.recipe import RecipeError, dump_recipe, load_recipe
-    from training.resume import check_resumable, find_run, plan
-    from training.runner import launch, resolve, write_private_atomic
+    from training.runtime.resume import check_resumable, find_run, plan
+    from training.runtime.runner import launch, resolve, write_private_atomic
 
     try:
         recipe = load_recipe(args.recipe, args.overrides)
@@ -128,7 +128,7 @@ def _warn_trust(recipe) -> None:
 
 def run_recipe(args) -> int:
     from training.recipe import RecipeError, dump_recipe, load_recipe
-    from training.runner import create_run_dir, launch, resolve
+    from training.runtime.runner import create_run_dir, launch, resolve
 
     try:
         recipe = load_recipe(args.recipe, args.overrides)
@@ -153,7 +153,7 @@ def run_recipe(args) -> int:
                 err(line)
             return EXIT_BAD_INPUT
     else:  # node 0 creates the shared run folder; the others join it
-        from training.distributed import wait_for_run_dir
+        from training.runtime.distributed import wait_for_run_dir
         run = Path(os.path.expanduser(resolved.output_dir)).resolve() / args.run_name
         if bad := wait_for_run_dir(run):
             err(bad)

@@ -4,7 +4,7 @@ Screens call only these functions and read only the plain dicts they return, so 
 behind them. Nothing here imports torch at import time; heavy work runs in a subprocess (demo assets,
 gap probe) or in the engine's own pure-Python modules, called from the screens' thread workers.
 
-The decision and estimates come from `training.decide` / `training.estimate` (issue 3). Where a build
+The decision and estimates come from `training.plan.decide` / `training.plan.estimate` (issue 3). Where a build
 does not have them yet, `_fallback_*` apply the guide's tables as DESIGN.md states them, so the wizard
 still walks to a recipe; their lines say so.
 """
@@ -75,9 +75,9 @@ def real_path(spec: str) -> str:
 # ---------------------------------------------------------------- scans
 
 def _tokenizer(model: str | None) -> str | None:
-    if not _has("training.plan_cli"):
+    if not _has("training.plan.cli"):
         return None
-    from training.plan_cli import tokenizer_dir
+    from training.plan.cli import tokenizer_dir
     return tokenizer_dir(model)
 
 
@@ -88,8 +88,8 @@ def _has(module: str) -> bool:
 
 def scan_corpus(specs: list[str], progress=lambda done, total: None, model: str | None = None) -> dict:
     """Bytes, documents, exact and near duplicates, clean MB, estimated tokens of the domain text."""
-    if _has("training.scan"):
-        from training.scan import scan_corpus as engine_scan
+    if _has("training.plan.scan"):
+        from training.plan.scan import scan_corpus as engine_scan
         f = engine_scan([real_path(s) for s in specs], _tokenizer(model), lambda d, t, _what: progress(d, t))
         if not f.files:
             raise ValueError("; ".join(f.skipped) or f"no .txt/.md/.jsonl/.parquet files in {' '.join(specs)}")
@@ -130,8 +130,8 @@ def _fallback_scan_corpus(specs: list[str], progress) -> dict:
 
 
 def scan_pairs(spec: str, model: str | None = None) -> dict:
-    if _has("training.pairs_scan"):
-        from training.pairs_scan import scan_pairs as engine_scan
+    if _has("training.plan.pairs_scan"):
+        from training.plan.pairs_scan import scan_pairs as engine_scan
         f = engine_scan(real_path(spec), _tokenizer(model))
         return {"valid": f.valid, "formats": dict(f.formats), "invalid": f.invalid,
                 "invalid_shown": [(r["line"], r["reason"]) for r in f.invalid_rows], "duplicates": f.duplicates,
@@ -149,14 +149,14 @@ def scan_pairs(spec: str, model: str | None = None) -> dict:
 # ---------------------------------------------------------------- gap probe
 
 def gap_probe_available() -> bool:
-    return _has("training.probe")
+    return _has("training.plan.probe")
 
 
 def run_gap_probe(model: str, prompts: list[str], corpus: list[str], timeout: float = 300) -> dict:
-    """The base model answers the prompts; training.probe runs it in a subprocess (the UI never loads a model).
+    """The base model answers the prompts; training.plan.probe runs it in a subprocess (the UI never loads a model).
     Returns GapFacts as a dict: answers [{prompt, answer}], ppl_ratio, fertility_ratio, suggested_gap, summary."""
     import tempfile
-    from training.probe import run_probe
+    from training.plan.probe import run_probe
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("\n".join(prompts) + "\n")
     try:
@@ -169,7 +169,7 @@ def run_gap_probe(model: str, prompts: list[str], corpus: list[str], timeout: fl
 
 def hardware_choices() -> tuple[list[dict], list[str]]:
     """(cards from the dated price table, or [] before it exists; NVIDIA GPUs found here)."""
-    from training.runner import nvidia_gpus
+    from training.runtime.runner import nvidia_gpus
     cards = []
     table = ROOT / "recipes" / "gpu_prices.yaml"
     if table.is_file():
@@ -196,7 +196,7 @@ def write_recipe(path: Path, text: str) -> Path:
 def start_run(recipe_path: Path) -> Path:
     """Validate, resolve, make the run folder and launch the worker detached; returns the run folder."""
     from training.recipe import load_recipe
-    from training.runner import create_run_dir, launch, resolve
+    from training.runtime.runner import create_run_dir, launch, resolve
 
     recipe = load_recipe(str(recipe_path), [])
     resolved = resolve(recipe, str(recipe_path))

@@ -30,11 +30,11 @@ def _has(module: str) -> bool:
 def recommend(answers: dict, facts: dict) -> dict:
     """path, method, reasons, warnings, source. The engine's decide() when this build has it."""
     scanned = [(facts.get(k) or {}).get("obj") for k in ("corpus", "pairs")]
-    if not _has("training.decide") or all(x is None for x in scanned):
+    if not _has("training.plan.decide") or all(x is None for x in scanned):
         return _fallback_decide(answers, facts)
-    from training.decide import Facts, decide
-    from training.estimate import find_card, load_cards
-    from training.shapes import resolve_shape
+    from training.plan.decide import Facts, decide
+    from training.plan.estimate import find_card, load_cards
+    from training.plan.shapes import resolve_shape
 
     cards = load_cards()
     card = find_card(str(answers.get("gpu")), cards)
@@ -82,11 +82,11 @@ def _fallback_decide(a: dict, facts: dict) -> dict:
 
 def estimate_plans(answers: dict, facts: dict, overrides: dict | None = None) -> dict:
     """{"plans": [{path, method, label, hours, usd, vram_gib, fits, usd_on {gpu: usd}}], "gpus": [names], "note"}"""
-    if not (_has("training.estimate") and _has("training.shapes")):
+    if not (_has("training.plan.estimate") and _has("training.plan.shapes")):
         return {"plans": [{"path": p, "method": m, "label": plan_label(p, m)} for p, m in PLANS],
-                "gpus": [], "note": "no estimator in this build (issue 3 brings training.estimate)"}
-    from training.estimate import estimate_all, load_cards
-    from training.shapes import resolve_shape
+                "gpus": [], "note": "no estimator in this build (issue 3 brings training.plan.estimate)"}
+    from training.plan.estimate import estimate_all, load_cards
+    from training.plan.shapes import resolve_shape
 
     shape = resolve_shape(answers.get("model"))
     if shape is None:
@@ -112,7 +112,7 @@ def estimate_plans(answers: dict, facts: dict, overrides: dict | None = None) ->
 
 
 def workload(facts: dict, ov: dict):
-    from training.estimate import Workload
+    from training.plan.estimate import Workload
     c, p = facts.get("corpus") or {}, facts.get("pairs") or {}
     w = Workload(corpus_tokens=c.get("tokens", 0.0), pairs=p.get("valid", 0),
                  pair_tokens_mean=p.get("tokens_mean", 0.0))

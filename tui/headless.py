@@ -116,7 +116,7 @@ def summary(events: list[dict], run: Path) -> list[str]:
 
 def pid_alive(run: Path) -> bool:
     """The run's worker is alive (not a zombie, not a reused pid)."""
-    from training.heartbeat import worker_alive
+    from training.runtime.heartbeat import worker_alive
     return worker_alive(run)
 
 

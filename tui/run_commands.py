@@ -1,6 +1,6 @@
 """`tune-wizard report RUN_DIR` and `tune-wizard export RUN_DIR [--merge] [--out DIR] [--base PATH]`.
 
-Argument parsing and messages only: the work happens in training/report.py and training/export.py,
+Argument parsing and messages only: the work happens in training/report/report.py and training/report/export.py,
 imported when the command runs (export loads torch then; this module itself stays light).
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ def cmd_report(argv: list[str]) -> int:
     run = _run_folder(a.run_dir, "report")
     if run is None:
         return EXIT_BAD_INPUT
-    from training.report import write_report
+    from training.report.report import write_report
     try:
         path = write_report(run)
     except OSError as e:
@@ -58,7 +58,7 @@ def cmd_export(argv: list[str]) -> int:
     run = _run_folder(a.run_dir, "export")
     if run is None:
         return EXIT_BAD_INPUT
-    from training.export import ExportError, export
+    from training.report.export import ExportError, export
     try:
         target, kind = export(run, merge=a.merge, out=a.out, base=a.base)
     except ExportError as e:

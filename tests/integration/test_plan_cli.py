@@ -103,7 +103,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
 
 def test_plan_without_probe_never_imports_torch_or_textual(data):
     d, few, _ = data
-    code = ("import sys; from training.plan_cli import main; "
+    code = ("import sys; from training.plan.cli import main; "
             f"rc = main(['--model', 'meta-llama/Llama-3.1-8B', '--corpus', {str(d / 'small')!r}, '--pairs', {str(few)!r}, "
             "'--json']); bad = [m for m in ('torch', 'textual', 'transformers') if m in sys.modules]; "
             "assert rc == 0 and not bad, bad")
@@ -113,7 +113,7 @@ def test_plan_without_probe_never_imports_torch_or_textual(data):
 
 def test_gap_probe_runs_in_a_subprocess(tmp_path):
     from training.demo import ensure_assets
-    from training.probe import run_probe
+    from training.plan.probe import run_probe
     ensure_assets()
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("What does json.dumps do?\n")

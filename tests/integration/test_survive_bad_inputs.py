@@ -40,9 +40,9 @@ def world(tmp_path_factory):
 
 def make_run(recipe_path: Path, finished: bool = False) -> Path:
     """A run folder as the runner makes it, with the events of a run that was stopped in its first stage."""
-    from training.checkpoints import mark_complete
+    from training.runtime.checkpoints import mark_complete
     from training.recipe import load_recipe
-    from training.runner import create_run_dir, resolve
+    from training.runtime.runner import create_run_dir, resolve
     run = create_run_dir(resolve(load_recipe(recipe_path), str(recipe_path)), str(recipe_path))
     (run / "events.jsonl").write_text(
         json.dumps({"v": 1, "t": 1.0, "event": "run_start"}) + "\n"
@@ -233,7 +233,7 @@ def _resume_finished(w, t):
 def _resume_running(w, t):
     p, run = _own_run(w, t)
     # a live process that is this run's worker, as far as /proc can tell
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "training.worker", str(run)])
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "training.runtime.worker", str(run)])
     (run / "pid").write_text(f"{proc.pid}\n")
     t.joinpath(".kill").write_text(str(proc.pid))
     return [p, "--resume", str(run)]

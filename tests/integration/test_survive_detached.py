@@ -10,8 +10,8 @@ import time
 import pytest
 
 from tests.conftest import ROOT, cli, events_of, tiny_recipe, write_recipe
-from training.checkpoints import checkpoint_problem
-from training.heartbeat import read_heartbeat, worker_alive
+from training.runtime.checkpoints import checkpoint_problem
+from training.runtime.heartbeat import read_heartbeat, worker_alive
 
 pytestmark = pytest.mark.integration
 

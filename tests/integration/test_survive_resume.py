@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from tests.conftest import cli, events_of, only_run, tiny_recipe, write_recipe
-from training.checkpoints import MARKER, checkpoint_problem
+from training.runtime.checkpoints import MARKER, checkpoint_problem
 
 pytestmark = pytest.mark.integration
 TOL = 1e-4

@@ -33,7 +33,7 @@ def sample_run(dst: Path, running: bool = False, keep_events: int | None = None)
         lines = (run / "events.jsonl").read_text().splitlines(keepends=True)[:keep_events]
         (run / "events.jsonl").write_text("".join(lines))
     if running:  # a stand-in process that looks like this run's worker (pid_alive checks its command line)
-        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "training.worker", str(run)])
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "training.runtime.worker", str(run)])
         atexit.register(proc.kill)
         (run / "pid").write_text(f"{proc.pid}\n")
     return run

@@ -10,7 +10,7 @@ from conftest import events_of, tiny_recipe
 from helpers import demo_assets_built_like_the_app  # noqa: F401 (autouse fixture)
 
 from training.recipe import Recipe
-from training.runner import create_run_dir, launch, resolve
+from training.runtime.runner import create_run_dir, launch, resolve
 from tui.app import TuneWizardApp
 from tui.screens.monitor import MonitorScreen
 from tui.widgets.cost_meter import cost_text

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from training.decide import Facts, decide, recipe_from_decision
-from training.pairs_scan import PairsFacts
-from training.scan import CorpusFacts
-from training.shapes import resolve_shape
+from training.plan.decide import Facts, decide, recipe_from_decision
+from training.plan.pairs_scan import PairsFacts
+from training.plan.scan import CorpusFacts
+from training.plan.shapes import resolve_shape
 
 MB = 1e6
 LLAMA8B = resolve_shape("meta-llama/Llama-3.1-8B")

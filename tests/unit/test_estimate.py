@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from training.estimate import StepConfig, Workload, estimate_all, find_card, load_cards, peak_vram_gib, \
+from training.plan.estimate import StepConfig, Workload, estimate_all, find_card, load_cards, peak_vram_gib, \
     tokens_per_second
-from training.shapes import KNOWN, resolve_shape
+from training.plan.shapes import KNOWN, resolve_shape
 
 H200_TFLOPS = 989
 # variant -> (measured real tokens/s, measured peak GiB) from the anchor file (both runs of a variant listed)

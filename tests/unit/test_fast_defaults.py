@@ -1,12 +1,12 @@
-"""The fast-by-default layer (training/defaults.py): the batch-size chooser at its boundaries, and which
+"""The fast-by-default layer (training/runtime/defaults.py): the batch-size chooser at its boundaries, and which
 settings a recipe gets on which machine, with an explicit recipe key always winning."""
 from __future__ import annotations
 
 import pytest
 
-from training.defaults import CONTEXT_GIB, SDPA_PACKED_ROW_TOKENS, Machine, apply_defaults, choose_batch, peak_gib
+from training.runtime.defaults import CONTEXT_GIB, SDPA_PACKED_ROW_TOKENS, Machine, apply_defaults, choose_batch, peak_gib
 from training.recipe import validate_data
-from training.shapes import KNOWN, from_config
+from training.plan.shapes import KNOWN, from_config
 
 LLAMA_8B = KNOWN["llama-3.1-8b"]
 LLAMA_1B = KNOWN["llama-3.2-1b"]

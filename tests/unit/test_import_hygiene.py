@@ -11,7 +11,9 @@ HEAVY = ("torch", "transformers", "peft", "trl", "datasets", "bitsandbytes", "ac
 
 
 def modules(pkg: str) -> list[str]:
-    return sorted(f"{pkg}.{m.name}" for m in pkgutil.walk_packages([str(ROOT / pkg)]) if not m.name.startswith("_"))
+    # with the prefix, walk_packages also descends into subpackages (training.plan, training.runtime.stages ...)
+    return sorted(m.name for m in pkgutil.walk_packages([str(ROOT / pkg)], prefix=f"{pkg}.")
+                  if not m.name.rsplit(".", 1)[-1].startswith("_"))
 
 
 def loaded_after_import(names: list[str], blocked: tuple[str, ...] = ()) -> set[str]:

@@ -9,9 +9,9 @@ import sys
 import pytest
 import yaml
 
-from training.distributed import accelerate_config, launch_argv, wait_for_run_dir, write_launch_files
+from training.runtime.distributed import accelerate_config, launch_argv, wait_for_run_dir, write_launch_files
 from training.recipe import Hardware, RecipeError, load_recipe
-from training.runner import resolve
+from training.runtime.runner import resolve
 from tui.cli import node_args
 
 GOOD = """\
@@ -37,7 +37,7 @@ def test_defaults_are_one_plain_process(tmp_path):
     hw = recipe(tmp_path).hardware
     assert (hw.num_processes, hw.num_nodes, hw.strategy, hw.gpu_count) == (1, 1, "ddp", 1)
     assert not hw.distributed
-    assert launch_argv(tmp_path, hw) == [sys.executable, "-m", "training.worker", str(tmp_path)]
+    assert launch_argv(tmp_path, hw) == [sys.executable, "-m", "training.runtime.worker", str(tmp_path)]
 
 
 def test_gpu_count_follows_processes_unless_set(tmp_path):
@@ -73,7 +73,7 @@ def test_two_processes_one_node_is_torchrun_ddp_on_a_free_port(tmp_path):
     path = write_launch_files(tmp_path, hw)
     assert yaml.safe_load(path.read_text()) == cfg and not (tmp_path / "ds_zero3.json").exists()
     argv = launch_argv(tmp_path, hw)
-    assert argv[1:3] == ["-m", "accelerate.commands.launch"] and argv[-3:] == ["-m", "training.worker", str(tmp_path)]
+    assert argv[1:3] == ["-m", "accelerate.commands.launch"] and argv[-3:] == ["-m", "training.runtime.worker", str(tmp_path)]
     assert argv[argv.index("--config_file") + 1] == str(path)
 
 

@@ -7,10 +7,10 @@ import sys
 import pytest
 
 from conftest import ROOT
-from training.evaluate import change_pct, forgetting, token_blocks
+from training.runtime.evaluate import change_pct, forgetting, token_blocks
 from training.recipe import RecipeError, validate_data
-from training.report import before_after_table, cost_lines, md_cell, verdicts
-from training.report_sections import decision_lines
+from training.report.report import before_after_table, cost_lines, md_cell, verdicts
+from training.report.sections import decision_lines
 
 
 def _recipe(**top) -> dict:
@@ -112,7 +112,7 @@ def test_missing_general_text_is_named(tmp_path):
 
 
 def test_report_and_commands_stay_light():
-    code = ("import sys, tui.run_commands, training.report, training.export\n"
+    code = ("import sys, tui.run_commands, training.report.report, training.report.export\n"
             "heavy = [m for m in ('torch', 'transformers', 'peft', 'textual', 'matplotlib') if m in sys.modules]\n"
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
@@ -123,7 +123,7 @@ def test_report_of_a_failed_run_without_measurements(tmp_path):
     import json
 
     import yaml
-    from training.report import write_report
+    from training.report.report import write_report
 
     run = tmp_path / "run-1"
     run.mkdir()

@@ -6,10 +6,10 @@ import json
 import pytest
 
 from synth_data import write_corpus, write_pairs
-from training import scan as scan_mod
+from training.plan import scan as scan_mod
 from training.data import normalize_text
-from training.pairs_scan import pad_efficiency, scan_pairs
-from training.scan import CorpusFacts, normalized_bytes, parse_size, scan_corpus
+from training.plan.pairs_scan import pad_efficiency, scan_pairs
+from training.plan.scan import CorpusFacts, normalized_bytes, parse_size, scan_corpus
 
 
 @pytest.mark.parametrize("text", ["Hello  World\n\n\tFOO bar ", "a\x1cb\x1f  c", "  ", "Straße  ÉTÉ\u00a0x\u2003y",

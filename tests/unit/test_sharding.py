@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from training.decide import Facts, decide, recipe_from_decision
-from training.estimate import CONTEXT_GIB, GIB, SCALING_EFF, StepConfig, Workload, estimate_all, find_card, \
+from training.plan.decide import Facts, decide, recipe_from_decision
+from training.plan.estimate import CONTEXT_GIB, GIB, SCALING_EFF, StepConfig, Workload, estimate_all, find_card, \
     peak_vram_gib
-from training.scan import CorpusFacts
-from training.sharding import (INTER_NODE_EFF, OFFLOAD_EFF, SHARDED_EFF, choose_sharding, layout,
+from training.plan.scan import CorpusFacts
+from training.plan.sharding import (INTER_NODE_EFF, OFFLOAD_EFF, SHARDED_EFF, choose_sharding, layout,
                                min_gpus_for_fsdp, per_gpu_memory, scaling_efficiency)
-from training.shapes import resolve_shape
+from training.plan.shapes import resolve_shape
 
 H100 = find_card("H100")
 BUDGET = H100.memory_gib - CONTEXT_GIB

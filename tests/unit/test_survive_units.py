@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from training import faults
-from training.budget import Budget, elapsed_before
-from training.checkpoints import (MARKER, checkpoint_problem, discard_incomplete, latest_complete, mark_complete,
+from training.runtime import faults
+from training.runtime.budget import Budget, elapsed_before
+from training.runtime.checkpoints import (MARKER, checkpoint_problem, discard_incomplete, latest_complete, mark_complete,
                                   publish, temp_output)
 from training.events import EventWriter
-from training.failures import GIB, MemoryInput, estimate_memory, explain_nan, explain_oom, memory_input
-from training.heartbeat import Heartbeat, read_heartbeat, worker_alive
+from training.runtime.failures import GIB, MemoryInput, estimate_memory, explain_nan, explain_oom, memory_input
+from training.runtime.heartbeat import Heartbeat, read_heartbeat, worker_alive
 from training.recipe import validate_data
-from training.redact import RedactingStream, redact, secret_values
-from training.resume import data_changes, recipe_changes
+from training.runtime.redact import RedactingStream, redact, secret_values
+from training.runtime.resume import data_changes, recipe_changes
 
 
 def _ckpt(stage_dir: Path, step: int, complete: bool = True) -> Path:
@@ -201,7 +201,7 @@ def test_heartbeat_and_liveness(tmp_path):
     # a live process that is not this run's worker (a reused pid) does not count
     (run / "pid").write_text(f"{os.getpid()}\n")
     assert not worker_alive(run)
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "training.worker", str(run)])
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "training.runtime.worker", str(run)])
     try:
         (run / "pid").write_text(f"{proc.pid}\n")
         assert worker_alive(run)

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from training.checkpoints import write_json_atomic
+from training.runtime.checkpoints import write_json_atomic
 
 INTERVAL_S = 5.0
 STALE_S = 120.0
@@ -42,7 +42,8 @@ def worker_alive(run: Path) -> bool:
             if f.read().rsplit(")", 1)[-1].split()[0] == "Z":
                 return False
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        return b"training.worker" in cmd and any(Path(c.decode(errors="replace")).name == run.name for c in cmd if c)
+        worker = any(m in cmd for m in (b"training.runtime.worker", b"training.worker"))  # old runs: training.worker
+        return worker and any(Path(c.decode(errors="replace")).name == run.name for c in cmd if c)
     except OSError:
         return True  # no /proc (macOS): trust the pid
 

@@ -2,15 +2,15 @@
 
 Public API (what `tune-wizard plan` and the wizard call; every facts object has `to_dict()`):
 
-    from training.scan import scan_corpus, CorpusFacts       # scan_corpus(paths, tokenizer_dir=None, progress=None)
+    from training.plan.scan import scan_corpus, CorpusFacts       # scan_corpus(paths, tokenizer_dir=None, progress=None)
                                                               # progress(done_bytes, total_bytes, current_file)
                                                               # CorpusFacts.from_declared(bytes) for --corpus-size
-    from training.pairs_scan import scan_pairs, PairsFacts   # scan_pairs(path, tokenizer_dir=None)
-    from training.probe import run_probe, GapFacts            # run_probe(model, prompts, corpus_paths, ...) runs
-                                                              # `python -m training.probe` in a subprocess
-    from training.shapes import resolve_shape                 # resolve_shape("meta-llama/Llama-3.1-8B", params=None)
-    from training.estimate import estimate_all, Workload, load_cards, find_card
-    from training.decide import Facts, decide, recipe_from_decision
+    from training.plan.pairs_scan import scan_pairs, PairsFacts   # scan_pairs(path, tokenizer_dir=None)
+    from training.plan.probe import run_probe, GapFacts            # run_probe(model, prompts, corpus_paths, ...) runs
+                                                              # `python -m training.plan.probe` in a subprocess
+    from training.plan.shapes import resolve_shape                 # resolve_shape("meta-llama/Llama-3.1-8B", params=None)
+    from training.plan.estimate import estimate_all, Workload, load_cards, find_card
+    from training.plan.decide import Facts, decide, recipe_from_decision
 
     facts = Facts(model="meta-llama/Llama-3.1-8B", shape=resolve_shape(...), corpus=..., pairs=...,
                   gap="knowledge", budget_usd=300, gpu="H100", gpu_count=1)
@@ -25,10 +25,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from training.estimate import Card, PlanEstimate, Workload, estimate_all, find_card, find_plan, load_cards
-from training.pairs_scan import PairsFacts
-from training.scan import CorpusFacts
-from training.shapes import ModelShape
+from training.plan.estimate import Card, PlanEstimate, Workload, estimate_all, find_card, find_plan, load_cards
+from training.plan.pairs_scan import PairsFacts
+from training.plan.scan import CorpusFacts
+from training.plan.shapes import ModelShape
 
 RAG_MAX_MB = 10          # < 10 MB: RAG only
 CPT_MIN_MB = 500         # 500 MB - 10 GB: CPT -> SFT
@@ -205,7 +205,7 @@ def decide(facts: Facts, cards: list[Card] | None = None) -> Decision:
             need = max((s.min_gpus or 0 for s in e.stages), default=0)
             W(f"model too large for the card: peak {e.peak_vram_gib:,.0f} GiB > {card.memory_gib:.0f} GiB per "
               f"{card.name}; use more GPUs (sharding{f': FSDP fits on {need}' if need else ''}) or QLoRA")
-        for s in e.stages:  # the strategy over the GPUs and why (training/sharding.py)
+        for s in e.stages:  # the strategy over the GPUs and why (training/plan/sharding.py)
             if s.sharded or e.gpu_count > 1:
                 R(f"{s.stage}: {s.strategy}{' with optimizer offload' if s.offload_optimizer else ''}: "
                   f"{s.strategy_reason}")

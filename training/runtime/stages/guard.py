@@ -1,7 +1,7 @@
 """The callback that makes a stage survivable, added to every stage's Trainer by the worker.
 
 - every checkpoint the Trainer writes gets its completion marker once all its files are on disk
-  (training/checkpoints.py), so a kill during a save never leaves a checkpoint that resume would trust;
+  (training/runtime/checkpoints.py), so a kill during a save never leaves a checkpoint that resume would trust;
 - a loss that is NaN or inf stops training at once (before anything is saved) with the likely causes;
 - the budget cap: when the spend reaches hardware.max_cost_usd, checkpoint and stop; when the projected
   spend passes it, one `budget_warning` event;
@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from training import faults
-from training.budget import Budget
-from training.checkpoints import mark_complete
+from training.runtime import faults
+from training.runtime.budget import Budget
+from training.runtime.checkpoints import mark_complete
 from training.events import EventWriter
-from training.stages.common import StopFlag
+from training.runtime.stages.common import StopFlag
 
 
 class NonFiniteLoss(RuntimeError):

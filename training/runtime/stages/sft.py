@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.checkpoints import publish, temp_output
+from training.runtime.checkpoints import publish, temp_output
 from training.data import DataError, doc_hash, load_pairs_strict
 from training.recipe import SftStage
-from training.stages.common import (Ctx, EventCallback, attn_implementation, count_params, cuda, every,
+from training.runtime.stages.common import (Ctx, EventCallback, attn_implementation, count_params, cuda, every,
                                     load_tokenizer, plan_steps, resolve_precision, set_threads, torch_dtype,
                                     training_args_kwargs)
 
@@ -98,7 +98,7 @@ def run(st: SftStage, ctx: Ctx) -> dict:
     # model
     model = load_model(st, ctx, precision)
     n_total, n_train = count_params(model)
-    # train. Packing (training/defaults.py): TRL's best-fit-decreasing bins, run padding-free; exact on
+    # train. Packing (training/runtime/defaults.py): TRL's best-fit-decreasing bins, run padding-free; exact on
     # flash-attention (varlen) and on sdpa (a block-diagonal mask from position_ids, as the trainer passes no cache).
     # Unpacked, micro-batches of similar lengths keep the padding small.
     kw = training_args_kwargs(st, ctx, precision, total, eval_ds is not None)

@@ -1,9 +1,9 @@
 """report.md: did the run work, what it cost, and how to reproduce it. Written by the worker at the end of
 a run and again by `tune-wizard report RUN_DIR`; it reads only the run folder (recipe.yaml, events.jsonl).
 
-Sections: outcome (the before/after table of training/evaluate.py's `measure` events, the forgetting check,
+Sections: outcome (the before/after table of training/runtime/evaluate.py's `measure` events, the forgetting check,
 lm-eval, probe answers side by side), what was decided and why (when the recipe carries a `decision`),
-loss curves (PNG, training/report_plots.py), throughput and peak memory, time and cost against the estimate
+loss curves (PNG, training/report/plots.py), throughput and peak memory, time and cost against the estimate
 made before the run, data hashes, outputs, and the recipe itself.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from training.events import read_events
-from training.report_sections import data_lines, decision_lines, outputs_lines, throughput_lines
+from training.report.sections import data_lines, decision_lines, outputs_lines, throughput_lines
 
 PLOTS = "plots"
 
@@ -190,7 +190,7 @@ def answers_table(stage: str, m: dict[str, dict]) -> list[str]:
 
 
 def build_report(run: Path, pending_finish: dict | None = None) -> str:
-    from training.report_plots import plot_losses
+    from training.report.plots import plot_losses
 
     recipe = yaml.safe_load((run / "recipe.yaml").read_text(encoding="utf-8")) or {}
     events = read_events(run / "events.jsonl")

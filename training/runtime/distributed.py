@@ -1,7 +1,7 @@
 """Beyond one process: the `accelerate launch` command and its config, and who the current process is.
 
 The runner writes RUN/accelerate_config.yaml (and, for DeepSpeed ZeRO-3, RUN/ds_zero3.json) and starts
-`python -m accelerate.commands.launch --config_file ... -m training.worker RUN`. accelerate's launcher
+`python -m accelerate.commands.launch --config_file ... -m training.runtime.worker RUN`. accelerate's launcher
 runs torchrun in its own process, which starts one worker per GPU: DDP over NCCL on GPUs, over gloo on
 the CPU (which is how the tests run two processes on a machine without a GPU).
 
@@ -121,7 +121,7 @@ def write_launch_files(run: Path, hw: Hardware, main_address: str | None = None)
 def launch_argv(run: Path, hw: Hardware, node_rank: int = 0, main_address: str | None = None,
                 main_port: int | None = None) -> list[str]:
     """The command that starts this node's share of the run: plain python for one process, else accelerate."""
-    worker = ["-m", "training.worker", str(run)]
+    worker = ["-m", "training.runtime.worker", str(run)]
     if not hw.distributed:
         return [sys.executable, *worker]
     argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(run / CONFIG_NAME),

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from training.shapes import ModelShape
+from training.plan.shapes import ModelShape
 
 GIB = 2**30
 # expected model-FLOPs utilisation of a packed step on an H100/H200-class card (measured, see the anchor rows)
@@ -44,7 +44,7 @@ SCALING_EFF = 0.90          # data-parallel efficiency for more than one GPU on 
 SFT_PAD_EFFICIENCY = 0.6    # real/processed tokens of padded SFT batches when the pairs scan gave none
 RAG_EMBED_PARAMS = 110e6    # a small embedding model indexes the corpus for RAG: forward only, 2N FLOPs/token
 CONTEXT_GIB = 1.0           # CUDA context and allocator slack, added when checking that a plan fits
-PRICES_FILE = Path(__file__).resolve().parent.parent / "recipes" / "gpu_prices.yaml"
+PRICES_FILE = Path(__file__).resolve().parents[2] / "recipes" / "gpu_prices.yaml"
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ class StageEstimate:
     sharded: bool = False       # weights/grads/optimizer split over the GPUs (FSDP / ZeRO-3)
     micro_batch: int = 4
     seq: int = 2048
-    # several GPUs (training/sharding.py): the strategy chosen and why, time's scaling efficiency,
+    # several GPUs (training/plan/sharding.py): the strategy chosen and why, time's scaling efficiency,
     # peak GiB per GPU under each strategy (ddp, fsdp, zero3, zero3_offload)
     strategy: str = "ddp"
     offload_optimizer: bool = False
@@ -199,8 +199,8 @@ class Workload:
 def stage_estimate(m: ModelShape, stage: str, kind: str, tokens: float, seq: int, micro: int, packed: bool,
                    pad_eff: float, liger: bool, card: Card, n_gpus: int) -> StageEstimate:
     """Pick checkpointing only when the step does not fit without it; then the strategy over the GPUs
-    (training/sharding.py: DDP when a full copy fits, else FSDP, else ZeRO-3 with optimizer offload)."""
-    from training.sharding import choose_sharding, scaling_efficiency
+    (training/plan/sharding.py: DDP when a full copy fits, else FSDP, else ZeRO-3 with optimizer offload)."""
+    from training.plan.sharding import choose_sharding, scaling_efficiency
 
     budget = card.memory_gib - CONTEXT_GIB
     cfg = StepConfig(kind=kind, seq=seq, micro_batch=micro, packed=packed, liger=liger,
@@ -219,7 +219,7 @@ def stage_estimate(m: ModelShape, stage: str, kind: str, tokens: float, seq: int
 
 
 def _plan(path: str, method: str | None, stages: list[StageEstimate], card: Card, n: int, price: float) -> PlanEstimate:
-    from training.sharding import layout
+    from training.plan.sharding import layout
 
     hours = sum(s.hours for s in stages)
     peak = max((s.peak_vram_gib for s in stages), default=0.0)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from training.budget import elapsed_before
-from training.checkpoints import latest_complete
+from training.runtime.budget import elapsed_before
+from training.runtime.checkpoints import latest_complete
 from training.data import sha256_file
 from training.events import read_events
-from training.heartbeat import worker_alive
+from training.runtime.heartbeat import worker_alive
 from training.recipe import Problem, Recipe, RecipeError, load_recipe
 
 # recipe keys that may differ between the first start and a resume

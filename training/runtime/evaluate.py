@@ -70,7 +70,7 @@ def token_blocks(ids: list[int], seq_len: int, max_tokens: int) -> list[list[int
 
 def domain_texts(recipe: Recipe) -> list[str]:
     """The held-out documents of the first cpt stage (the split its training never sees)."""
-    from training.stages.cpt import document_rows
+    from training.runtime.stages.cpt import document_rows
     st = next((s for s in recipe.stages if isinstance(s, CptStage)), None)
     if st is None or st.eval_fraction <= 0:
         return []
@@ -80,7 +80,7 @@ def domain_texts(recipe: Recipe) -> list[str]:
 
 def heldout_pairs(st: SftStage, cap: int) -> list[dict]:
     from training.data import load_pairs_strict
-    from training.stages.sft import split_pairs
+    from training.runtime.stages.sft import split_pairs
     pairs = load_pairs_strict(Path(st.data), st.format, st.skip_invalid_rows)
     return split_pairs(pairs.rows, st.eval_fraction)[1][:cap]
 
@@ -90,7 +90,7 @@ def heldout_pairs(st: SftStage, cap: int) -> list[dict]:
 def load_for_eval(model_path: str, adapter: str | None, precision: str, quant4: bool, trust_remote_code: bool):
     import torch
     from transformers import AutoModelForCausalLM
-    from training.stages.common import torch_dtype
+    from training.runtime.stages.common import torch_dtype
 
     kw = dict(trust_remote_code=trust_remote_code, dtype=torch_dtype(precision), attn_implementation="sdpa")
     if quant4:
@@ -231,7 +231,7 @@ class Measurer:
 
     def _measure(self, st, when: str, model_path: str, tok_src: str, adapter: str | None) -> dict:
         import torch
-        from training.stages.common import load_tokenizer, resolve_precision, Ctx
+        from training.runtime.stages.common import load_tokenizer, resolve_precision, Ctx
 
         precision = resolve_precision(st.precision)
         quant4 = isinstance(st, SftStage) and st.method == "qlora"
@@ -247,7 +247,7 @@ class Measurer:
                 self._cache[key] = self._perplexities(model, tok, model_path, adapter)
             fields = dict(self._cache[key])
             if isinstance(st, SftStage):
-                from training.stages.sft import chat_template
+                from training.runtime.stages.sft import chat_template
                 tok.chat_template = chat_template(tok, st.chat_template)
                 rows = heldout_pairs(st, self.spec.max_pairs)
                 fields["heldout_pairs_loss"], fields["heldout_pairs_tokens"] = pairs_loss(model, tok, rows, st.max_seq_len)
@@ -263,7 +263,7 @@ class Measurer:
         if self._domain is None:
             self._domain = domain_texts(self.recipe)
         if self._general is None:
-            from training.runner import GENERAL_REFERENCE
+            from training.runtime.runner import GENERAL_REFERENCE
             self._general = Path(self.spec.general_text or GENERAL_REFERENCE).read_text(encoding="utf-8")
         limit = getattr(model.config, "max_position_embeddings", None) or self.seq_len
         seq = min(self.seq_len, limit)

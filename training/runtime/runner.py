@@ -3,7 +3,7 @@
 resolve()  builtin: paths -> real paths, data globs -> files, input checks that need the files
            (empty, binary, broken pairs, QLoRA without a GPU), all problems collected at once.
 create_run_dir() writes the resolved recipe.yaml (sha256 of every data file, package versions).
-launch()   starts `python -m training.worker RUN_DIR` (or `accelerate launch` of it when the recipe asks for
+launch()   starts `python -m training.runtime.worker RUN_DIR` (or `accelerate launch` of it when the recipe asks for
            more than one process) in its own session, output to train.log.
 
 Nothing here imports torch: the face (headless or TUI) calls it and stays light.
@@ -22,7 +22,7 @@ from pathlib import Path
 from training.data import DataError, iter_documents, read_pairs, sha256_file, sniff_text_file
 from training.recipe import BUILTIN, CptStage, Problem, Recipe, RecipeError, SftStage, expand_data
 
-GENERAL_REFERENCE = Path(__file__).resolve().parent.parent / "recipes" / "general_reference.txt"
+GENERAL_REFERENCE = Path(__file__).resolve().parents[2] / "recipes" / "general_reference.txt"
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets", "liger-kernel")
 
 
@@ -144,7 +144,7 @@ def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) ->
             "use strategy: ddp on this machine")))
     if problems:
         raise RecipeError(problems, file)
-    from training.defaults import apply_defaults, detect, model_shape
+    from training.runtime.defaults import apply_defaults, detect, model_shape
     r.resolved = {"files": {k: None for k in sorted(files_seen)},
                   "defaults": apply_defaults(r, detect(), model_shape(r.model.id))}
     return r
@@ -218,10 +218,10 @@ def launch(run: Path, node_rank: int = 0, main_address: str | None = None,
     """Start this node's training detached: its own session and process group, no terminal, output to
     train.log (train.node<K>.log on node K > 0 of a multi-node run, whose run folder is shared).
 
-    One process: `python -m training.worker RUN`. More (or a sharded strategy): `accelerate launch` with
+    One process: `python -m training.runtime.worker RUN`. More (or a sharded strategy): `accelerate launch` with
     the config written into the run folder; the pid file then names the launcher, whose children are the
     workers. Every rank's output goes to the same log; only rank 0 writes events."""
-    from training.distributed import launch_argv, write_launch_files
+    from training.runtime.distributed import launch_argv, write_launch_files
     from training.recipe import load_recipe
 
     run = run.resolve()
@@ -231,7 +231,7 @@ def launch(run: Path, node_rank: int = 0, main_address: str | None = None,
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     # the worker must import this very checkout of the project, whatever the current directory is
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     suffix = f".node{node_rank}" if node_rank else ""
     log_path = run / f"train{suffix}.log"

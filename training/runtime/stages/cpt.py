@@ -11,10 +11,10 @@ import os
 import shutil
 from pathlib import Path
 
-from training.checkpoints import publish, temp_output
+from training.runtime.checkpoints import publish, temp_output
 from training.data import doc_hash, iter_documents
 from training.recipe import CptStage, expand_data
-from training.stages.common import (Ctx, EventCallback, attn_implementation, count_params, load_tokenizer,
+from training.runtime.stages.common import (Ctx, EventCallback, attn_implementation, count_params, load_tokenizer,
                                     main_rank_first, plan_steps, resolve_precision, set_threads, torch_dtype,
                                     training_args_kwargs)
 

@@ -20,7 +20,7 @@ run's recipe.yaml. What it decides:
   are present (`pip install tune-wizard[gpu]`).
 - micro-batch and gradient accumulation: the recipe's rows per optimizer step (micro_batch_size x
   grad_accum) are kept; the largest micro-batch that divides them and fits the detected card's memory
-  (by the VRAM estimate of training/estimate.py; on the CPU, half the free host memory) is chosen, and accumulation makes up the
+  (by the VRAM estimate of training/plan/estimate.py; on the CPU, half the free host memory) is chosen, and accumulation makes up the
   rest. A person who sets either key keeps both as written.
 - gradient checkpointing only when not even a micro-batch of 1 fits without it.
 """
@@ -92,8 +92,8 @@ def loader_settings(cuda: bool, cpus: int | None = None) -> dict:
 # ---------------------------------------------------------------- VRAM estimate
 
 def peak_gib(shape, kind: str, micro: int, seq: int, checkpointing: bool, liger: bool, lora=None) -> float:
-    """Peak GiB of one training step, by the project's calibrated estimate (training/estimate.py)."""
-    from training.estimate import StepConfig, peak_vram_gib
+    """Peak GiB of one training step, by the project's calibrated estimate (training/plan/estimate.py)."""
+    from training.plan.estimate import StepConfig, peak_vram_gib
     kw = {} if lora is None else dict(lora_r=lora.r, lora_dropout=lora.dropout,
                                       lora_targets=lora.target_modules if isinstance(lora.target_modules, str)
                                       else tuple(lora.target_modules))
@@ -103,7 +103,7 @@ def peak_gib(shape, kind: str, micro: int, seq: int, checkpointing: bool, liger:
 
 def model_shape(model_id: str):
     """The model's shape (config.json, the offline Hugging Face cache or the table); None when unknown."""
-    from training.shapes import resolve_shape
+    from training.plan.shapes import resolve_shape
     try:
         return resolve_shape(model_id)
     except (KeyError, ValueError, TypeError, OSError):
@@ -142,7 +142,7 @@ def _explicit(st, key: str) -> bool:
 
 def apply_defaults(recipe, machine: Machine, shape=None) -> list[dict]:
     """Set every default-valued speed setting of each stage in place; return what was set and why.
-    `shape` is a training.shapes.ModelShape (None: no memory estimate, the recipe's batch is kept)."""
+    `shape` is a training.plan.shapes.ModelShape (None: no memory estimate, the recipe's batch is kept)."""
     out: list[dict] = []
 
     def put(st, key, value, reason):

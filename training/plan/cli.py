@@ -57,7 +57,7 @@ def tokenizer_dir(model: str | None) -> str | None:
     d = Path(os.path.expanduser(model))
     if (d / "tokenizer.json").is_file():
         return str(d)
-    from training.shapes import _hf_cache_config
+    from training.plan.shapes import _hf_cache_config
     c = _hf_cache_config(model)
     return str(c.parent) if c and (c.parent / "tokenizer.json").is_file() else None
 
@@ -69,12 +69,12 @@ def _progress(done: int, total: int, what: str) -> None:
 def main(argv: list[str]) -> int:
     a = parser().parse_args(argv)
     from training.data import DataError
-    from training.decide import Facts, decide, recipe_from_decision
-    from training.estimate import find_card, load_cards
-    from training.pairs_scan import PairsFacts, scan_pairs
+    from training.plan.decide import Facts, decide, recipe_from_decision
+    from training.plan.estimate import find_card, load_cards
+    from training.plan.pairs_scan import PairsFacts, scan_pairs
     from training.recipe import RecipeError, dump_recipe
-    from training.scan import CorpusFacts, parse_size, scan_corpus
-    from training.shapes import resolve_shape
+    from training.plan.scan import CorpusFacts, parse_size, scan_corpus
+    from training.plan.shapes import resolve_shape
 
     if not a.model and not a.params:
         return _err("give --model (Hugging Face id or folder) or --params 8e9")
@@ -124,7 +124,7 @@ def main(argv: list[str]) -> int:
 
     probe = None
     if a.probe:
-        from training.probe import run_probe
+        from training.plan.probe import run_probe
         try:
             probe = run_probe(a.model, a.prompts, a.corpus).to_dict()
         except (RuntimeError, ValueError) as e:
@@ -151,6 +151,6 @@ def main(argv: list[str]) -> int:
                "estimates": [e.to_dict() for e in d.estimates], "recipe": written}
         print(json.dumps(out, indent=1, default=str))
         return 0
-    from training.plan_report import render
+    from training.plan.render import render
     print(render(facts, d, written))
     return 0

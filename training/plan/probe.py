@@ -1,4 +1,4 @@
-"""Gap probe: does the base model know the domain? Runs in its own process (`python -m training.probe`);
+"""Gap probe: does the base model know the domain? Runs in its own process (`python -m training.plan.probe`);
 callers use run_probe(), which never imports torch in the caller.
 
 Measures:
@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-REFERENCE = Path(__file__).resolve().parent.parent / "recipes" / "general_reference.txt"
+REFERENCE = Path(__file__).resolve().parents[2] / "recipes" / "general_reference.txt"
 PPL_RATIO = 2.0
 FERTILITY_RATIO = 1.3
 SAMPLE_CHARS = 40_000   # of corpus text for perplexity and fertility
@@ -67,12 +67,12 @@ def run_probe(model: str, prompts_file: str | None, corpus_paths: list[str], max
     """Run the probe in a subprocess; RuntimeError with its last stderr line if it fails."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "probe.json"
-        cmd = [sys.executable, "-m", "training.probe", "--model", model, "--out", str(out),
+        cmd = [sys.executable, "-m", "training.plan.probe", "--model", model, "--out", str(out),
                "--max-new-tokens", str(max_new_tokens), "--time-limit", str(time_limit)]
         if prompts_file:
             cmd += ["--prompts", prompts_file]
         cmd += ["--corpus", *corpus_paths] if corpus_paths else []
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent) + os.pathsep
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]) + os.pathsep
                    + os.environ.get("PYTHONPATH", ""))
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         if p.returncode != 0 or not out.exists():
@@ -122,7 +122,7 @@ def split_terms(tok, text: str, top: int = 10) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = argparse.ArgumentParser(prog="python -m training.probe")
+    a = argparse.ArgumentParser(prog="python -m training.plan.probe")
     a.add_argument("--model", required=True)
     a.add_argument("--prompts")
     a.add_argument("--corpus", nargs="*", default=[])

@@ -1,5 +1,5 @@
 """Several GPUs: which strategy a stage needs (DDP, FSDP or DeepSpeed ZeRO-3), its memory per GPU under
-each, and how time scales with the GPU count. Pure arithmetic on top of training.estimate; no torch.
+each, and how time scales with the GPU count. Pure arithmetic on top of training.plan.estimate; no torch.
 
 Memory per GPU (GiB), from estimate.peak_vram_gib (static = weights + gradients + optimizer state, plus
 activations and logits of one micro-batch):
@@ -26,8 +26,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from training.estimate import GIB, SCALING_EFF, StepConfig, peak_vram_gib
-from training.shapes import ModelShape
+from training.plan.estimate import GIB, SCALING_EFF, StepConfig, peak_vram_gib
+from training.plan.shapes import ModelShape
 
 GPUS_PER_NODE = 8
 INTER_NODE_EFF = 0.85

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from training.defaults import loader_settings
+from training.runtime.defaults import loader_settings
 from training.events import EventWriter
 
 
@@ -126,7 +126,7 @@ def training_args_kwargs(st, ctx: Ctx, precision: str, total_steps: int, has_eva
 
 
 def use_liger(st) -> bool:
-    """Liger kernels as resolved (training/defaults.py), and only where they can run: CUDA + liger-kernel."""
+    """Liger kernels as resolved (training/runtime/defaults.py), and only where they can run: CUDA + liger-kernel."""
     if not st.liger_kernel:
         return False
     if not (cuda() and importlib.util.find_spec("liger_kernel")):

@@ -1,0 +1,1 @@
+"""After the run: report.md (report, sections, plots) and export."""
