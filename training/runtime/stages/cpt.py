@@ -14,6 +14,7 @@ from pathlib import Path
 from training.runtime.checkpoints import publish, temp_output
 from training.data import doc_hash, iter_documents
 from training.recipe import CptStage, expand_data
+from training.runtime.stages.tokens import doc_affixes
 from training.runtime.stages.common import (Ctx, EventCallback, attn_implementation, count_params, load_tokenizer,
                                     main_rank_first, plan_steps, resolve_precision, set_threads, torch_dtype,
                                     training_args_kwargs)
@@ -27,7 +28,8 @@ def held_out(text: str, fraction: float) -> bool:
 
 
 def document_rows(files: list[Path], st: CptStage, split: str, stats: dict):
-    """Rows {"text", "last"}: text chunks, `last` marks a document's end (EOS goes after it)."""
+    """Rows {"text", "first", "last"}: text chunks; `first`/`last` mark a document's start and end, where the
+    tokenizer's document affixes go (tokens.doc_affixes)."""
     seen: set[bytes] = set()
     for path, _, text in iter_documents(files, st.text_field, whole=True):
         if not text.strip():
@@ -44,7 +46,7 @@ def document_rows(files: list[Path], st: CptStage, split: str, stats: dict):
         # split very long documents so one row never holds megabytes (tokenization stays parallel)
         step = 1 << 20
         for i in range(0, len(text), step):
-            yield {"text": text[i:i + step], "last": i + step >= len(text)}
+            yield {"text": text[i:i + step], "first": i == 0, "last": i + step >= len(text)}
 
 
 def tokenize_and_pack(files: list[Path], st: CptStage, tok, split: str, cache: Path):
@@ -59,15 +61,16 @@ def tokenize_and_pack(files: list[Path], st: CptStage, tok, split: str, cache: P
                                 gen_kwargs={"files": files, "st": st, "split": split, "stats": stats})
     if len(ds) == 0:
         return None, stats
-    eos = tok.eos_token_id
+    prefix, suffix = doc_affixes(tok)
     nproc = max(1, min(os.cpu_count() or 1, len(ds) // 2000)) if len(ds) > 4000 else None
 
     def tokenize(batch):
         enc = tok(batch["text"], add_special_tokens=False)["input_ids"]
-        ids = [e + [eos] if last else e for e, last in zip(enc, batch["last"])]
+        ids = [(prefix if first else []) + e + (suffix if last else [])
+               for e, first, last in zip(enc, batch["first"], batch["last"])]
         return {"ids": ids, "n": [len(x) for x in ids]}
 
-    ds = ds.map(tokenize, batched=True, batch_size=256, num_proc=nproc, remove_columns=["text", "last"],
+    ds = ds.map(tokenize, batched=True, batch_size=256, num_proc=nproc, remove_columns=["text", "first", "last"],
                 desc=None)
     seq = st.seq_len
 
