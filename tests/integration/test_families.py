@@ -54,10 +54,11 @@ def recipe(model: Path, data: dict, out: Path, measure: bool = True, **sft) -> d
                      "max_domain_tokens": 64, "max_general_tokens": 64, "max_pairs": 4},
             "stages": [{"type": "cpt", "name": "cpt", "data": [str(data["corpus"])], "seq_len": 32,
                         "learning_rate": 1e-3, "max_steps": 2, "micro_batch_size": 2, "grad_accum": 1,
-                        "eval_fraction": 0.2, "logging_steps": 1},
+                        "eval_fraction": 0.2, "logging_steps": 1, "save_steps": 100, "eval_steps": 100},
                        {"type": "sft", "name": "sft", "method": "lora", "data": str(data["pairs"]),
                         "learning_rate": 1e-3, "max_steps": 2, "micro_batch_size": 2, "grad_accum": 1,
-                        "max_seq_len": 96, "eval_fraction": 0.25, "logging_steps": 1, "packing": False, **sft}]}
+                        "max_seq_len": 96, "eval_fraction": 0.25, "logging_steps": 1, "packing": False,
+                        "save_steps": 100, "eval_steps": 100, **sft}]}
 
 
 def run_in_process(data: dict, tmp: Path, resolved=None) -> Path:
@@ -113,7 +114,7 @@ def test_family_trains_exports_and_stops_at_end_of_turn(name, models, data, tmp_
         assert sft_after["heldout_pairs_loss"] > 0 and sft_after["heldout_pairs_tokens"] > 0
         assert all("stopped_by" in a for a in sft_after["answers"])
     if name == "gemma2":
-        assert "[cpt] attention: auto -> eager (Gemma2ForCausalLM does not support sdpa)" in log
+        assert "-> eager (Gemma2ForCausalLM does not support sdpa)" in log  # defaults.py resolves auto to sdpa
     warns = {e.get("kind") for e in ev if e["event"] == "warning"}
     assert ("system_folded" in warns) == f.refuses_system, warns
     assert ("no_chat_template" in warns) == (f.template is None), warns
@@ -194,9 +195,17 @@ def test_a_failure_inside_a_stage_leaves_error_finished_and_report(models, data,
     assert (run / "report.md").is_file() and any(e["event"] == "report" and e.get("path") for e in ev)
 
 
-def test_dry_run_catches_targets_and_positions_and_accepts_gemma3_conditional(models, data, tmp_path, capsys):
+def test_dry_run_catches_targets_and_positions_and_accepts_gemma3_conditional(models, data, tmp_path, capsys,
+                                                                              monkeypatch):
     from training.plan.cli import main as plan_main
     from tui.cli import main as cli_main
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    typo = recipe(models["phi3"], data, tmp_path / "runs")
+    typo["model"]["id"] = "org/typo-model"
+    assert cli_main(["--recipe", str(write_recipe(tmp_path / "typo.yaml", typo)), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "model.id: 'org/typo-model' is not in the local Hugging Face cache" in err and "Traceback" not in err
     bad = recipe(models["phi3"], data, tmp_path / "runs", lora={"target_modules": ["q_proj", "v_proj"]})
     bad["stages"][0]["seq_len"] = 512
     assert cli_main(["--recipe", str(write_recipe(tmp_path / "bad.yaml", bad)), "--dry-run"]) == 2

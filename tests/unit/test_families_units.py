@@ -149,3 +149,22 @@ def test_stop_helpers():
     assert cut_at_stop([5, 6], [9]) == ([5, 6], False)
     assert fold_system([{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]) == \
         [{"role": "user", "content": "S\n\nU"}]
+
+
+def test_plan_and_the_recipe_front_say_the_same_for_an_unresolvable_model(tmp_path, monkeypatch, capsys):
+    from training.plan.cli import main as plan_main
+    from tui.engine import check_model
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.chdir(tmp_path)
+    assert plan_main(["--model", "org/typo-model", "--gpu", "H100"]) == 2
+    err = capsys.readouterr().err
+    assert "--model: 'org/typo-model' is not in the local Hugging Face cache" in err and err.count("\n") == 1
+    assert plan_main(["--model", "./models/nope", "--gpu", "H100"]) == 2
+    assert "the folder './models/nope' does not exist" in capsys.readouterr().err
+    # the wizard's model step: a missing folder stops it; unreachable from here is only a note
+    problem, note = check_model("./models/nope")
+    assert "does not exist" in problem and note is None
+    problem, note = check_model("org/typo-model")
+    assert problem is None and "not in the local Hugging Face cache" in note
+    assert check_model("builtin:tiny-llama") == (None, None)
