@@ -76,7 +76,8 @@ FAMILIES = {f.name: f for f in [
            "</s>", "</s>", refuses_system=True, config_kw=dict(sliding_window=16)),
     Family("gemma2", "Gemma2Config", ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"],
            "<bos>", "<eos>", "<pad>", True, GEMMA_TEMPLATE, "<end_of_turn>", "<eos>",
-           gen_eos=["<eos>", "<end_of_turn>"], refuses_system=True, config_kw=dict(head_dim=8, sliding_window=16)),
+           # as gemma-2-2b (base): its generation config stops on <eos> only, its template ends turns otherwise
+           gen_eos=["<eos>"], refuses_system=True, config_kw=dict(head_dim=8, sliding_window=16)),
     Family("gemma3", "Gemma3TextConfig", ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"],
            "<bos>", "<eos>", "<pad>", True, GEMMA3_TEMPLATE, "<end_of_turn>", "<eos>",
            gen_eos=["<eos>", "<end_of_turn>"], config_kw=dict(head_dim=8, sliding_window=16)),

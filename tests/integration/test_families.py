@@ -241,3 +241,28 @@ def test_heldout_pairs_loss_counts_every_pair_when_the_prompt_is_not_a_prefix(mo
     assert loss is not None and loss > 0 and tokens > 4 * 8 and truncated == 0
     loss, tokens, truncated = pairs_loss(model, tok, rows, 8)  # completions cut away: counted, not hidden
     assert loss is None and tokens == 0 and truncated == 4
+
+
+def test_report_answers_stop_at_the_templates_end_of_turn(models):
+    """Gemma2 base: generation_config stops on <eos> only, the template ends a turn with <end_of_turn>. The
+    report's answers stop there (they ran on to max_new_tokens when only the tokenizer's EOS counted)."""
+    from transformers import AutoModelForCausalLM
+    from training.runtime.evaluate import answers
+    from training.runtime.stages.common import Ctx, load_tokenizer
+    ctx = Ctx(run_dir=models["gemma2"], events=None, stage_index=0, base_model=str(models["gemma2"]),
+              tokenizer_src=str(models["gemma2"]), revision=None, trust_remote_code=False, seed=0)
+    tok = load_tokenizer(ctx)
+    model = AutoModelForCausalLM.from_pretrained(models["gemma2"], attn_implementation="eager")
+    eot = tok.convert_tokens_to_ids("<end_of_turn>")
+    calls = []
+
+    def force_third(module, inputs, output):  # a trained model would say <end_of_turn> here
+        calls.append(1)
+        if len(calls) == 3:
+            output[:, -1, :] = -1e9
+            output[:, -1, eot] = 0.0
+        return output
+
+    model.lm_head.register_forward_hook(force_third)
+    (a,) = answers(model, tok, ["Who bears the burden?"], max_new_tokens=10)
+    assert a["stopped_by"] == "eos" and a["new_tokens"] == 2 and "end_of_turn" not in a["answer"], a

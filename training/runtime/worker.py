@@ -132,7 +132,6 @@ def main(run_dir: str) -> int:
     t0 = time.time()
     hw = recipe.hardware
     budget = Budget(hw.max_cost_usd, hw.price_per_gpu_hour, hw.gpu_count, t0, elapsed_before(earlier))
-    from training.data import DataError
     from training.runtime.evaluate import Measurer, peak_memory, reset_peak_memory
     from training.runtime.stages.common import Ctx, StopFlag, cuda
     from training.runtime.stages.guard import Guard
