@@ -188,6 +188,7 @@ class PairsResult:
     rows: list[dict] = field(default_factory=list)
     formats: dict[str, int] = field(default_factory=dict)
     invalid: list[tuple[int, str]] = field(default_factory=list)  # (line, reason), all of them
+    lines: list[int] = field(default_factory=list)  # the file line of each row in `rows`
     blank_lines: int = 0
 
 
@@ -221,6 +222,7 @@ def read_pairs(path: Path, fmt: str = "auto") -> PairsResult:
                     continue
                 res.formats[rf] = res.formats.get(rf, 0) + 1
                 res.rows.append(norm)
+                res.lines.append(ln)
         except UnicodeDecodeError:
             raise DataError(f"{path}: is not UTF-8 text; is this the pairs file?")
     return res

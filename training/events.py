@@ -12,7 +12,9 @@ One JSON object per line, always with `v` (schema version), `t` (unix time) and 
   measure      stage, type, when (before | after), model, seconds, and (training/runtime/evaluate.py):
                domain_ppl, domain_tokens (held-out corpus slice; null without a cpt stage), general_ppl,
                general_tokens, eval_seq_len, lm_eval {status: ok | no_tasks | not_installed | failed, results};
-               sft stages: heldout_pairs_loss, heldout_pairs, heldout_pairs_tokens, answers [{prompt, answer}];
+               sft stages: heldout_pairs_loss, heldout_pairs, heldout_pairs_tokens, heldout_pairs_truncated (pairs
+               whose completion max_seq_len cut away; absent when none), answers [{prompt, answer, new_tokens,
+               stopped_by (eos | max_new_tokens)}];
                when=after: domain_ppl_change_pct, general_ppl_change_pct; cpt stages also
                forgetting_threshold_pct, forgetting_warning. `error` instead when a measurement failed.
   report       path (report.md, relative to the run folder) or error; written just before `finished`
@@ -23,7 +25,8 @@ One JSON object per line, always with `v` (schema version), `t` (unix time) and 
   resume       stage, done (true: finished earlier, output), else checkpoint, step, discarded [{checkpoint, why}]
   budget_warning  stage, step, spent_usd, projected_usd, cap_usd, message
   budget_reached  stage, step, spent_usd, cap_usd
-  warning      kind, message
+  warning      kind, message (kinds: trust_remote_code, no_chat_template: a base model trained with the plain
+               template, system_folded: pairs whose system text went into the first user turn, with `pairs`)
 
 run_start has `resumed` (true when the run continues an earlier segment); a resumed run appends to the
 same file, so a reader that wants only the latest segment starts at the last run_start.

@@ -265,6 +265,15 @@ def expand_data(spec: str) -> list[Path]:
     return [x for x in found if x.is_file() and x.suffix.lower() in DATA_SUFFIXES]
 
 
+def _auto_causal_lm(model_type) -> bool:
+    """Whether AutoModelForCausalLM loads this model type (Gemma3ForConditionalGeneration: yes)."""
+    try:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    except ImportError:
+        return False
+    return isinstance(model_type, str) and model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+
 def _not_causal_lm(config_file: Path) -> str | None:
     """Why a saved model is not a causal (decoder) language model, or None when it is or we cannot tell."""
     import json
@@ -275,7 +284,9 @@ def _not_causal_lm(config_file: Path) -> str | None:
     if not isinstance(cfg, dict):
         return "has a config.json that is not a JSON object"
     archs = cfg.get("architectures") or []
-    if archs and not any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+    if archs and not any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in archs) \
+            and not (any(str(a).endswith("ForConditionalGeneration") for a in archs)
+                     and _auto_causal_lm(cfg.get("model_type"))):
         return (f"is a {', '.join(map(str, archs))}, not a causal language model; "
                 f"CPT and SFT need a decoder model (Llama, Mistral, Qwen, ...)")
     return None

@@ -128,8 +128,11 @@ def _warn_trust(recipe) -> None:
 
 def run_recipe(args) -> int:
     from training.recipe import RecipeError, dump_recipe, load_recipe
-    from training.runtime.runner import create_run_dir, launch, resolve
+    from training.runtime.runner import check_run_name, create_run_dir, launch, resolve
 
+    if args.run_name is not None and (why := check_run_name(args.run_name)):
+        err(why)
+        return EXIT_BAD_INPUT
     try:
         recipe = load_recipe(args.recipe, args.overrides)
         resolved = resolve(recipe, args.recipe)

@@ -92,10 +92,22 @@ def main(argv: list[str]) -> int:
     cards = load_cards()
     if find_card(a.gpu, cards) is None:
         return _err(f"unknown GPU '{a.gpu}'; known: {', '.join(c.name for c in cards)} (recipes/gpu_prices.yaml)")
-    shape = resolve_shape(a.model, a.params)
+    if a.model and a.model.startswith((".", "/", "~")) and not Path(a.model).expanduser().is_dir():
+        return _err(f"--model: the folder '{a.model}' does not exist; check the path (a Hugging Face id looks "
+                    f"like org/name)")
+    try:
+        shape = resolve_shape(a.model, a.params)
+    except (KeyError, ValueError, TypeError) as e:
+        return _err(f"--model {a.model}: its config.json lacks the model's sizes ({e}); add --params (e.g. 8e9)")
     if shape is None:
-        return _err(f"'{a.model}' is not a local model folder, not in the offline cache and not in the table of "
-                    f"known models; add --params (e.g. --params 8e9)")
+        # not here, not cached, not in the table: ask the Hub (bounded), and say which case it is
+        from training.runtime.family import ModelError, resolve_model
+        try:
+            cfg = resolve_model(a.model)
+        except ModelError as e:
+            return _err(f"{str(e).replace('model.id: ', '--model: ', 1)}; or add --params (e.g. --params 8e9)")
+        from training.plan.shapes import from_config
+        shape = from_config(cfg, a.model, "hub")
     for spec in a.corpus:
         from training.recipe import expand_data
         if not expand_data(spec):

@@ -95,8 +95,11 @@ def corpus_sample(paths: list[str], chars: int = SAMPLE_CHARS) -> str:
 
 
 def perplexity(model, tok, text: str) -> float:
+    """As training sees a document: BOS where the tokenizer adds one, its end-of-text token after (tokens.doc_affixes)."""
     import torch
-    ids = tok(text, add_special_tokens=False)["input_ids"][: WINDOW * 16]
+    from training.runtime.stages.tokens import doc_affixes
+    prefix, suffix = doc_affixes(tok)
+    ids = (prefix + tok(text, add_special_tokens=False)["input_ids"] + suffix)[: WINDOW * 16]
     nll, count = 0.0, 0
     dev = next(model.parameters()).device
     with torch.no_grad():
@@ -142,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if cuda else torch.float32,
                                                  device_map={"": 0} if cuda else None)
     model.eval()
+    from training.runtime.stages.tokens import cut_at_stop, stop_ids
+    stops = stop_ids(tok, model.generation_config)  # its EOS list + the template's end-of-turn, never EOS alone
     facts = GapFacts()
     prompts = [p.strip() for p in Path(args.prompts).read_text(encoding="utf-8").splitlines() if p.strip()] \
         if args.prompts else []
@@ -150,13 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         enc = tok(prompt, return_tensors="pt").to(model.device)
         with torch.no_grad():
             gen = model.generate(**enc, max_new_tokens=args.max_new_tokens, max_time=args.time_limit,
-                                 do_sample=False, pad_token_id=tok.pad_token_id or tok.eos_token_id)
-        new = gen[0, enc["input_ids"].shape[1]:]
+                                 do_sample=False, eos_token_id=stops,
+                                 pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else stops[0])
+        new, stopped = cut_at_stop(gen[0, enc["input_ids"].shape[1]:].tolist(), stops)
         dt = time.time() - t
         facts.answers.append({"prompt": prompt, "answer": tok.decode(new, skip_special_tokens=True),
-                              "new_tokens": int(new.shape[0]), "seconds": round(dt, 2),
-                              "stopped_by": "time" if dt >= args.time_limit else
-                              ("tokens" if new.shape[0] >= args.max_new_tokens else "eos")})
+                              "new_tokens": len(new), "seconds": round(dt, 2),
+                              "stopped_by": "eos" if stopped else "time" if dt >= args.time_limit else "tokens"})
     reference = REFERENCE.read_text(encoding="utf-8")
     domain = corpus_sample(args.corpus) if args.corpus else ""
     if domain.strip():

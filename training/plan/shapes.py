@@ -95,6 +95,9 @@ ALIASES = {"llama-3-8b": "llama-3.1-8b", "llama-3.3-70b": "llama-3.1-70b", "llam
 
 
 def from_config(cfg: dict, name: str, source: str) -> ModelShape:
+    """The shape from a config.json; a vision-language config (Gemma3 4B+) keeps its sizes under text_config."""
+    from training.runtime.family import text_config
+    cfg = text_config(cfg)
     heads = int(cfg.get("num_attention_heads") or 1)
     return ModelShape(name=name, layers=int(cfg["num_hidden_layers"]), hidden=int(cfg["hidden_size"]),
                       intermediate=int(cfg.get("intermediate_size") or 4 * cfg["hidden_size"]), heads=heads,

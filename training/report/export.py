@@ -6,6 +6,8 @@ The run's result is the output of its last finished stage (a `stage_end` event):
                         and save a standalone model plus tokenizer that AutoModelForCausalLM.from_pretrained
                         loads. Without --merge: a copy of the adapter with a README saying how to load it.
   a full model          (cpt only, or full-weight sft) is already standalone: it is copied, with a README.
+A merged or full model carries a generation_config.json whose eos_token_id lists every token that ends an
+answer (its EOS list plus the chat template's end-of-turn), so plain `model.generate()` stops there.
 The export is written to a temporary folder and renamed into place, so a failed export leaves nothing
 half-written; an existing, non-empty --out folder is never overwritten.
 """
@@ -105,6 +107,33 @@ def _merge_into(tmp: Path, adapter: Path, base: str) -> None:
     # the tokenizer saved with the adapter has the chat template the model was fine-tuned with
     tok_src = adapter if (adapter / "tokenizer_config.json").is_file() else Path(base)
     AutoTokenizer.from_pretrained(str(tok_src)).save_pretrained(str(tmp))
+    write_generation_config(tmp)
+
+
+def write_generation_config(folder: Path) -> list[int]:
+    """generation_config.json that stops where the model was trained to stop: its own EOS list, the tokenizer's
+    EOS and the chat template's end-of-turn (`<|eot_id|>`, `<end_of_turn>`, `<|end|>`, ...); returns those ids."""
+    from transformers import AutoTokenizer, GenerationConfig
+    from training.runtime.stages.tokens import stop_ids
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    try:
+        gen = GenerationConfig.from_pretrained(str(folder))
+    except OSError:  # none saved: start from the model's config
+        gen = GenerationConfig.from_model_config(_config(folder))
+    stops = stop_ids(tok, gen)
+    gen.eos_token_id = stops if len(stops) > 1 else stops[0]
+    if gen.pad_token_id is None:
+        gen.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
+    if tok.bos_token_id is not None and gen.bos_token_id is None:
+        gen.bos_token_id = tok.bos_token_id
+    gen.save_pretrained(str(folder))
+    return stops
+
+
+def _config(folder: Path):
+    from transformers import AutoConfig
+    return AutoConfig.from_pretrained(str(folder))
 
 
 def export(run: str | Path, merge: bool = False, out: str | None = None, base: str | None = None) -> tuple[Path, str]:
@@ -126,6 +155,9 @@ def export(run: str | Path, merge: bool = False, out: str | None = None, base: s
             _merge_into(tmp, src["path"], base_model)
         else:
             shutil.copytree(src["path"], tmp, dirs_exist_ok=True)
+            if kind == "model":
+                _quiet()
+                write_generation_config(tmp)
         (tmp / "README.md").write_text(_readme(kind, target, src, run, base_model), encoding="utf-8")
         if target.exists():
             target.rmdir()  # empty, checked above

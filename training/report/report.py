@@ -205,6 +205,8 @@ def build_report(run: Path, pending_finish: dict | None = None) -> str:
            f"{(hours or 0) * 60:.1f} minutes in all.", ""]
     errs = [e for e in events if e.get("event") == "error"]
     out += [f"> error in {e.get('stage')}: {e.get('message')} ({e.get('hint')})" for e in errs] + ([""] if errs else [])
+    warns = [e for e in events if e.get("event") == "warning" and e.get("kind") in ("no_chat_template", "system_folded")]
+    out += [f"> note ({e.get('stage')}): {e.get('message')}" for e in warns] + ([""] if warns else [])
     out += ["## Did it work?", ""]
     if meas:
         out += before_after_table(meas) + [""] + verdicts(meas) + lm_eval_lines(meas) + [""]

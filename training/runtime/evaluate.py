@@ -7,8 +7,9 @@ For every stage, before it trains and after it saved its output:
   general_ppl         perplexity on a general English text (eval.general_text, default
                       recipes/general_reference.txt), capped at eval.max_general_tokens.
 For sft stages also:
-  heldout_pairs_loss  mean loss per completion token on the pairs the sft stage holds out (same split as
-                      training, capped at eval.max_pairs), through the chat template the stage trains with.
+  heldout_pairs_loss  mean loss per trained token on the pairs the sft stage holds out (same split and the
+                      same masking as training, capped at eval.max_pairs), through the chat template the stage
+                      trains with; heldout_pairs_truncated counts pairs whose completion max_seq_len cut away.
   answers             greedy answers to eval.probe_prompts (eval.max_new_tokens each).
 After a cpt stage the forgetting check compares general_ppl after with before: a rise above
 eval.forgetting_threshold_pct percent sets forgetting_warning. lm-eval-harness tasks run only when the
@@ -87,12 +88,15 @@ def heldout_pairs(st: SftStage, cap: int) -> list[dict]:
 
 # ---------------------------------------------------------------- model side
 
-def load_for_eval(model_path: str, adapter: str | None, precision: str, quant4: bool, trust_remote_code: bool):
+def load_for_eval(model_path: str, adapter: str | None, precision: str, quant4: bool, trust_remote_code: bool,
+                  attention: str = "auto"):
+    """The model to measure, with the attention kernel training chose for it (its class decides: Gemma2 eager)."""
     import torch
     from transformers import AutoModelForCausalLM
-    from training.runtime.stages.common import torch_dtype
+    from training.runtime.stages.common import attn_implementation, torch_dtype
 
-    kw = dict(trust_remote_code=trust_remote_code, dtype=torch_dtype(precision), attn_implementation="sdpa")
+    attn = attn_implementation(None, model_path, trust_remote_code=trust_remote_code, requested=attention)
+    kw = dict(trust_remote_code=trust_remote_code, dtype=torch_dtype(precision), attn_implementation=attn)
     if quant4:
         from transformers import BitsAndBytesConfig
         kw["quantization_config"] = BitsAndBytesConfig(
@@ -112,11 +116,14 @@ def load_for_eval(model_path: str, adapter: str | None, precision: str, quant4: 
 
 
 def perplexity(model, tok, texts: list[str], seq_len: int, max_tokens: int) -> tuple[float | None, int]:
-    """exp(mean next-token loss) over blocks of the texts joined with EOS; (None, 0) when there is nothing."""
+    """exp(mean next-token loss) over blocks of the texts joined as CPT joins documents (tokens.doc_affixes:
+    BOS before each where the tokenizer adds one, its end-of-text token after); (None, 0) when there is nothing."""
     import torch
+    from training.runtime.stages.tokens import doc_affixes
+    prefix, suffix = doc_affixes(tok)
     ids: list[int] = []
     for t in texts:
-        ids.extend(tok(t, add_special_tokens=False, verbose=False)["input_ids"] + [tok.eos_token_id])
+        ids.extend(prefix + tok(t, add_special_tokens=False, verbose=False)["input_ids"] + suffix)
         if len(ids) > max_tokens:
             break
     total_nll, n = 0.0, 0
@@ -131,41 +138,43 @@ def perplexity(model, tok, texts: list[str], seq_len: int, max_tokens: int) -> t
     return math.exp(min(total_nll / n, 50.0)), n
 
 
-def _render(tok, messages: list[dict], generation_prompt: bool) -> list[int]:
-    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-    return tok(text, add_special_tokens=False)["input_ids"]
-
-
-def pairs_loss(model, tok, rows: list[dict], max_len: int) -> tuple[float | None, int]:
-    """Mean loss per completion token (everything after the generation prompt), as the sft stage trains."""
+def pairs_loss(model, tok, rows: list[dict], max_len: int, completion_only: bool = True) -> tuple[float | None, int, int]:
+    """Mean loss per trained token on held-out pairs, masked exactly as the sft stage trains (tokens.sft_example);
+    (loss, tokens, rows with no trained token left after truncation to max_len: counted, never dropped silently)."""
     import torch
-    total, n = 0.0, 0
+    from training.runtime.stages.tokens import sft_example
+    total, n, empty = 0.0, 0, 0
     with torch.no_grad():
         for r in rows:
-            prompt = _render(tok, r["prompt"], True)
-            full = _render(tok, r["prompt"] + r["completion"], False)[:max_len]
-            k = len(prompt)
-            if full[:k] != prompt or len(full) <= k:
-                continue  # a template that is not prefix-stable, or a completion truncated away
-            x = torch.tensor([full], device=model.device)
+            ids, trained = sft_example(tok, r, max_len, completion_only)
+            # the label at position i is predicted from position i-1: the first token never counts
+            count = sum(trained[1:])
+            if count == 0:
+                empty += 1
+                continue
+            x = torch.tensor([ids], device=model.device)
             labels = x.clone()
-            labels[0, :k] = -100
-            count = len(full) - k
+            labels[0, ~torch.tensor(trained, device=model.device)] = -100
             total += model(input_ids=x, labels=labels).loss.float().item() * count
             n += count
-    return (total / n, n) if n else (None, 0)
+    return (total / n if n else None), n, empty
 
 
 def answers(model, tok, prompts: list[str], max_new_tokens: int) -> list[dict]:
+    """Greedy answers through the chat template, stopped at the generation config's EOS, the tokenizer's EOS or
+    the template's end-of-turn (tokens.stop_ids), and cut there."""
     import torch
+    from training.runtime.stages.tokens import chat_ids, cut_at_stop, stop_ids
+    stops = stop_ids(tok, getattr(model, "generation_config", None))
     out = []
     with torch.no_grad():
         for p in prompts:
-            ids = torch.tensor([_render(tok, [{"role": "user", "content": p}], True)], device=model.device)
+            ids = torch.tensor([chat_ids(tok, [{"role": "user", "content": p}], True)], device=model.device)
             gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-            new = gen[0, ids.shape[1]:]
-            out.append({"prompt": p, "answer": tok.decode(new, skip_special_tokens=True).strip(), "new_tokens": len(new)})
+                                 do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=stops)
+            new, stopped = cut_at_stop(gen[0, ids.shape[1]:].tolist(), stops)
+            out.append({"prompt": p, "answer": tok.decode(new, skip_special_tokens=True).strip(), "new_tokens": len(new),
+                        "stopped_by": "eos" if stopped else "max_new_tokens"})
     return out
 
 
@@ -240,7 +249,7 @@ class Measurer:
         ctx = Ctx(run_dir=self.run, events=self.events, stage_index=0, base_model=model_path, tokenizer_src=tok_src,
                   revision=None, trust_remote_code=self.recipe.model.trust_remote_code, seed=self.recipe.seed)
         tok = load_tokenizer(ctx)
-        model = load_for_eval(model_path, adapter, precision, quant4, self.recipe.model.trust_remote_code)
+        model = load_for_eval(model_path, adapter, precision, quant4, self.recipe.model.trust_remote_code, st.attention)
         try:
             key = (model_path, adapter, quant4)
             if key not in self._cache:
@@ -248,10 +257,14 @@ class Measurer:
             fields = dict(self._cache[key])
             if isinstance(st, SftStage):
                 from training.runtime.stages.sft import chat_template
+                from training.runtime.stages.tokens import fit_to_template
                 tok.chat_template = chat_template(tok, st.chat_template)
-                rows = heldout_pairs(st, self.spec.max_pairs)
-                fields["heldout_pairs_loss"], fields["heldout_pairs_tokens"] = pairs_loss(model, tok, rows, st.max_seq_len)
+                rows, _ = fit_to_template(tok, heldout_pairs(st, self.spec.max_pairs))
+                fields["heldout_pairs_loss"], fields["heldout_pairs_tokens"], empty = pairs_loss(
+                    model, tok, rows, st.max_seq_len, st.completion_only_loss)
                 fields["heldout_pairs"] = len(rows)
+                if empty:  # said, never dropped silently
+                    fields["heldout_pairs_truncated"] = empty
                 fields["answers"] = answers(model, tok, self.spec.probe_prompts, self.spec.max_new_tokens)
         finally:
             del model

@@ -142,12 +142,35 @@ def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) ->
         problems.append(Problem(path="hardware.strategy", message=(
             f"{r.hardware.strategy} shards the model across CUDA GPUs and none was found; "
             "use strategy: ddp on this machine")))
+    problems += model_checks(r)
     if problems:
         raise RecipeError(problems, file)
     from training.runtime.defaults import apply_defaults, detect, model_shape
     r.resolved = {"files": {k: None for k in sorted(files_seen)},
                   "defaults": apply_defaults(r, detect(), model_shape(r.model.id))}
     return r
+
+
+def model_checks(r: Recipe) -> list[Problem]:
+    """The model resolved before anything is launched (its config, bounded time), and what the recipe asks that
+    it cannot do (a seq_len beyond its positions, LoRA targets that match none of its layers)."""
+    from training.runtime.family import ModelError, model_problems, resolve_model
+    try:
+        cfg = resolve_model(r.model.id, r.model.revision)
+    except ModelError as e:
+        return [Problem(path="model.id", message=str(e).removeprefix("model.id: "))]
+    except (OSError, ValueError) as e:
+        return [Problem(path="model.id", message=f"its config.json cannot be read ({e}); is the download complete?")]
+    return [Problem(path=path, message=msg) for path, msg in model_problems(r, cfg)]
+
+
+def check_run_name(name: str) -> str | None:
+    """Why --run-name cannot name a folder inside output_dir, or None."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or os.sep in name or name.startswith("~") \
+            or os.path.isabs(name) or "\x00" in name:
+        return (f"--run-name '{name}' must be a plain folder name (no '/', no '..', not absolute): the run folder "
+                f"is made inside output_dir")
+    return None
 
 
 def new_run_dir(recipe: Recipe) -> Path:
@@ -176,6 +199,8 @@ def create_run_dir(resolved: Recipe, source: str | None, name: str | None = None
     except OSError as e:
         raise RecipeError([Problem(path="output_dir", message=(
             f"cannot write to '{root}' ({e.strerror}); choose another output_dir or fix its permissions"))], source)
+    if name is not None and (why := check_run_name(name)):
+        raise RecipeError([Problem(path="", message=why)], source)
     run = root / name if name else new_run_dir(resolved)
     try:
         run.mkdir(mode=0o700)

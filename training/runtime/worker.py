@@ -86,6 +86,17 @@ def _explain(exc: BaseException, stage, run: Path, base: str) -> tuple[str, str,
     return ("exception", f"{type(exc).__name__}: {msg}", "see train.log in the run folder for the traceback")
 
 
+def _bad_input(exc: BaseException, base: str):
+    """The DataError to show when the failure is the user's input (bad data, not a causal LM), else None."""
+    from training.data import DataError
+    if isinstance(exc, DataError):
+        return exc
+    if isinstance(exc, ValueError) and "Unrecognized configuration class" in str(exc):
+        return DataError(f"model.id: {base} is not a causal language model ({str(exc).splitlines()[0][:160]}); "
+                         f"give a decoder model (Llama, Mistral, Qwen, ...)")
+    return None
+
+
 def main(run_dir: str) -> int:
     # a stop that arrives while torch is still importing is kept and honoured at the first step
     early: list[str] = []
@@ -121,7 +132,6 @@ def main(run_dir: str) -> int:
     t0 = time.time()
     hw = recipe.hardware
     budget = Budget(hw.max_cost_usd, hw.price_per_gpu_hour, hw.gpu_count, t0, elapsed_before(earlier))
-    from training.data import DataError
     from training.runtime.evaluate import Measurer, peak_memory, reset_peak_memory
     from training.runtime.stages.common import Ctx, StopFlag, cuda
     from training.runtime.stages.guard import Guard
@@ -198,25 +208,23 @@ def main(run_dir: str) -> int:
                 measure(i, "after", base, tok_src)
             else:
                 measure(i, "after", base, str(run / res["output"]), adapter=str(run / res["output"]))
-    except (DataError, ValueError) as e:
-        if not isinstance(e, DataError) and "Unrecognized configuration class" not in str(e):
-            raise
-        status, code = "failed", EXIT_BAD_INPUT
-        if not isinstance(e, DataError):
-            e = DataError(f"model.id: {base} is not a causal language model ({str(e).splitlines()[0][:160]}); "
-                          f"give a decoder model (Llama, Mistral, Qwen, ...)")
-        ev.emit("error", stage=getattr(stage, "name", None), kind="bad_input", message=str(e),
-                hint="fix the input named above, then run the recipe again")
-        print(f"error: {e}", file=sys.stderr)
-    except BaseException as e:  # noqa: BLE001 - every failure must end in an error event
-        status, code = "failed", EXIT_FAIL
-        traceback.print_exc()
-        try:
-            kind, message, hint = _explain(e, stage, run, base)
-        except Exception:  # noqa: BLE001 - explaining must never hide the failure itself
+    except BaseException as e:  # noqa: BLE001 - every failure must end in an error event, a report, `finished`
+        status = "failed"
+        bad = _bad_input(e, base)
+        if bad is not None:
+            code = EXIT_BAD_INPUT
+            ev.emit("error", stage=getattr(stage, "name", None), kind="bad_input", message=str(bad),
+                    hint="fix the input named above, then run the recipe again")
+            print(f"error: {bad}", file=sys.stderr)
+        else:
+            code = EXIT_FAIL
             traceback.print_exc()
-            kind, message, hint = "exception", f"{type(e).__name__}: {e}", "see train.log in the run folder"
-        ev.emit("error", stage=getattr(stage, "name", None), kind=kind, message=message, hint=hint)
+            try:
+                kind, message, hint = _explain(e, stage, run, base)
+            except Exception:  # noqa: BLE001 - explaining must never hide the failure itself
+                traceback.print_exc()
+                kind, message, hint = "exception", f"{type(e).__name__}: {e}", "see train.log in the run folder"
+            ev.emit("error", stage=getattr(stage, "name", None), kind=kind, message=message, hint=hint)
     finish = dict(status=status, outputs=outputs, runtime_s=time.time() - t0, spent_usd=budget.spend(time.time()))
     try:  # the report reads the events so far; a broken report never changes the run's status
         if main_rank:

@@ -7,6 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Button, Input, Label
 
+from tui import engine
 from tui.screens.wizard import WizardStep
 
 
@@ -67,5 +68,10 @@ class ModelStep(WizardStep):
         model = self.query_one("#model", Input).value.strip()
         if not model:
             return "give a model (or press Ctrl+T for the demo data)"
+        problem, note = engine.check_model(model)
+        if problem:
+            return problem
+        if note:
+            self.note(note)
         self.state.answers.update(model=model, goal=self.query_one("#goal", Input).value.strip())
         return None

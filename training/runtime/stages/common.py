@@ -135,12 +135,19 @@ def use_liger(st) -> bool:
     return True
 
 
-def attn_implementation(st) -> str:
-    """The resolved attention kernel; flash-attention falls back to sdpa where CUDA or flash_attn is missing."""
-    impl = "sdpa" if st.attention == "auto" else st.attention
-    if impl == "flash_attention_2" and not (cuda() and importlib.util.find_spec("flash_attn")):
-        print(f"[{st.name}] attention: flash_attention_2 needs CUDA and flash_attn; using sdpa", flush=True)
-        return "sdpa"
+def attn_implementation(st, model: str | None = None, revision: str | None = None, trust_remote_code: bool = False,
+                        requested: str | None = None) -> str:
+    """The attention kernel for this model, asked of its class (training/runtime/family.py): flash-attention where
+    CUDA and flash_attn are there, else sdpa, else eager (Gemma2 refuses sdpa). Said in train.log when it differs."""
+    from training.runtime.family import attention
+    config = None
+    if model is not None:
+        from transformers import AutoConfig
+        config = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
+    asked = requested or st.attention
+    impl, why = attention(config, asked, cuda(), importlib.util.find_spec("flash_attn") is not None)
+    if why and st is not None:
+        print(f"[{st.name}] attention: {asked} -> {impl} ({why})", flush=True)
     return impl
 
 

@@ -119,11 +119,12 @@ def run(st: CptStage, ctx: Ctx) -> dict:
         eval_ds, estats = tokenize_and_pack(files, st, tok, "eval", cache) if st.eval_fraction > 0 else (None, {})
     per_epoch, total = plan_steps(len(train_ds), st, ctx.world_size)
 
-    # model
+    # model (the attention kernel its class supports: Gemma2 refuses sdpa)
+    attn = attn_implementation(st, ctx.base_model, ctx.revision, ctx.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(ctx.base_model, revision=ctx.revision,
                                                  trust_remote_code=ctx.trust_remote_code,
                                                  dtype=torch_dtype(precision) if precision != "fp32" else torch.float32,
-                                                 attn_implementation=attn_implementation(st))
+                                                 attn_implementation=attn)
     n_total, n_train = count_params(model)
     ctx.events.emit("stage_start", stage=st.name, index=ctx.stage_index, type="cpt", method="full",
                     base=ctx.base_model, total_steps=total, steps_per_epoch=per_epoch, epochs=st.epochs,

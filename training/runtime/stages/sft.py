@@ -13,6 +13,7 @@ from pathlib import Path
 from training.runtime.checkpoints import publish, temp_output
 from training.data import DataError, doc_hash, load_pairs_strict
 from training.recipe import SftStage
+from training.runtime.stages.tokens import fit_to_template
 from training.runtime.stages.common import (Ctx, EventCallback, attn_implementation, count_params, cuda, every,
                                     load_tokenizer, plan_steps, resolve_precision, set_threads, torch_dtype,
                                     training_args_kwargs)
@@ -25,6 +26,8 @@ PLAIN_CHAT_TEMPLATE = (
 
 
 def chat_template(tok, spec: str) -> str:
+    """The template the stage trains with; a tokenizer without one (a base model) gets the plain template
+    (no_template_note() says so)."""
     if spec == "auto":
         return tok.chat_template or PLAIN_CHAT_TEMPLATE
     if spec == "plain":
@@ -33,6 +36,14 @@ def chat_template(tok, spec: str) -> str:
     if not p.is_file():
         raise DataError(f"chat_template: '{spec}' is not a file; use auto, plain or a .jinja file")
     return p.read_text(encoding="utf-8")
+
+
+def no_template_note(tok, spec: str) -> str | None:
+    """The line for train.log and report.md when a base model without a chat template gets the plain one."""
+    if spec == "auto" and not tok.chat_template:
+        return ("the tokenizer has no chat template (a base model): training with the plain template "
+                "<|role|>\\n...EOS; give chat_template: FILE.jinja to use another")
+    return None
 
 
 def split_pairs(rows: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
@@ -48,7 +59,8 @@ def load_model(st: SftStage, ctx: Ctx, precision: str):
     import torch
     from transformers import AutoModelForCausalLM
 
-    kw = dict(revision=ctx.revision, trust_remote_code=ctx.trust_remote_code, attn_implementation=attn_implementation(st))
+    kw = dict(revision=ctx.revision, trust_remote_code=ctx.trust_remote_code,
+              attn_implementation=attn_implementation(st, ctx.base_model, ctx.revision, ctx.trust_remote_code))
     if st.method == "qlora":
         if not cuda():
             raise DataError("method: qlora needs a CUDA GPU (bitsandbytes 4-bit); on this machine use method: lora")
@@ -84,11 +96,21 @@ def run(st: SftStage, ctx: Ctx) -> dict:
     if st.method == "qlora" and precision == "fp32":
         precision = "bf16"
     tok = load_tokenizer(ctx)
+    if note := no_template_note(tok, st.chat_template):
+        print(f"[{st.name}] {note}", flush=True)
+        ctx.events.emit("warning", kind="no_chat_template", stage=st.name, message=note)
     tok.chat_template = chat_template(tok, st.chat_template)
 
-    # data
+    # data: every pair through the template once (a refused system message is folded into the user turn)
     pairs = load_pairs_strict(Path(st.data), st.format, st.skip_invalid_rows)
-    train_rows, eval_rows = split_pairs(pairs.rows, st.eval_fraction)
+    rows, folded = fit_to_template(tok, pairs.rows, pairs.lines, st.data)
+    if folded:
+        note = (f"the chat template refuses a system message: in {folded} pairs the system text was put before "
+                f"the first user turn")
+        print(f"[{st.name}] {note}", flush=True)
+        ctx.events.emit("warning", kind="system_folded", stage=st.name, pairs=folded, message=note)
+    fitted = {id(a): b for a, b in zip(pairs.rows, rows)}  # split by the rows as written (evaluate.py does too)
+    train_rows, eval_rows = ([fitted[id(r)] for r in part] for part in split_pairs(pairs.rows, st.eval_fraction))
     if not train_rows:
         raise DataError(f"{st.data}: every pair fell into the eval split; lower eval_fraction")
     train_ds = Dataset.from_list(train_rows)
