@@ -241,6 +241,7 @@ def prepare(st: CptStage, tok, cache_root: Path, emit: Callable[..., None] | Non
     if st.dedup == "near":  # pass 1: which units have a near twin earlier in the corpus
         from training.dedup import redundant
         meter = Meter()
+        progress(0, meter, "dedup", force=True)
         pool = _pool(n_proc, None) if n_proc > 1 else None
         try:
             keys, bands = [], []
@@ -259,6 +260,7 @@ def prepare(st: CptStage, tok, cache_root: Path, emit: Callable[..., None] | Non
 
     # pass 2: tokenize, split, pack
     meter = Meter()
+    progress(passes - 1, meter, "tokenize", force=True)
     sides = {"train": _Blocks(folder / "train.arrow", st.seq_len), "eval": _Blocks(folder / "eval.arrow", st.seq_len)}
     seen: set[int] = set()
     dropped = {"exact": 0, "near": 0}
