@@ -99,7 +99,9 @@ def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) ->
                         # a file named on its own must be fixed; one inside a folder is skipped (and counted)
                         if Path(spec).resolve() == f.resolve():
                             problems.append(Problem(path=f"stages.{i}.data.{j}", message=f"{f} {why}; fix or remove it"))
-                        unreadable.append(f"{f} {why}")
+                            readable += 1  # reported above; not again as "nothing readable"
+                        else:
+                            unreadable.append(f"{f} {why}")
                     elif check_data and f.suffix.lower() == ".jsonl" and (why := _corpus_jsonl_problem(f, st.text_field)):
                         problems.append(Problem(path=f"stages.{i}.data.{j}", message=why))
                     else:

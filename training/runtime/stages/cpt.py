@@ -19,13 +19,16 @@ from training.runtime.stages.common import (Ctx, EventCallback, attn_implementat
                                     training_args_kwargs)
 
 
+HELDOUT_CHARS = 16 << 20  # the before/after measurements score far fewer tokens than this
+
+
 def document_rows(files: list[Path], st: CptStage, split: str, stats: dict):
     """Rows {"text"} of the units the content-hash split puts on `split` (kept for readers of the held-out
     text; training reads the packed cache that training/runtime/prepare.py builds)."""
     from training.runtime.prepare import heldout_texts
     if split != "eval":
         raise ValueError("document_rows: only the eval side is read this way")
-    for text in heldout_texts(st):
+    for text in heldout_texts(st, max_chars=HELDOUT_CHARS):
         yield {"text": text}
 
 
