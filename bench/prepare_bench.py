@@ -2,7 +2,7 @@
 plain read of the same bytes, on one generated .txt corpus per size (the guide's one-big-file shape).
 
     python bench/prepare_bench.py [--mb 100 1000] [--dir /tmp/tw-prep-bench] [--processes 2] [--keep]
-                                  [--minhash-docs 2000] [--cpt-mb 40]
+                                  [--minhash-docs 2000] [--cpt-mb 40] [--steps read scan tokenize prepare]
 
 Per size, in the same run:
   read      plain read of the file in 16 MiB blocks (the I/O floor)
@@ -72,9 +72,12 @@ else:
     tok = AutoTokenizer.from_pretrained(tokdir)
     st = CptStage(type="cpt", name="cpt", learning_rate=1e-5, data=[path], seq_len=1024)
     cache = Path(path).parent / "cache"
+    import psutil
+    rss_before = psutil.Process().memory_info().rss / 2**20  # after the imports: what the data step adds to it
     t = time.perf_counter()
     m = prepare(st, tok, cache, None, processes=procs)
     out = {{k: m[k] for k in ("train_documents", "eval_documents", "train_tokens", "eval_tokens")}}
+    out["rss_before_mb"] = rss_before
     import shutil; shutil.rmtree(cache)
 out["seconds"] = time.perf_counter() - t
 out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -227,6 +230,7 @@ def main() -> int:
     ap.add_argument("--minhash-docs", type=int, default=2000)
     ap.add_argument("--cpt-mb", type=float, default=0)
     ap.add_argument("--skip-prepare-above", type=float, default=1e9, help="MB: larger sizes run read + scan only")
+    ap.add_argument("--steps", nargs="*", default=["read", "scan", "tokenize", "prepare"])
     a = ap.parse_args()
     from training.demo import ensure_assets
     tokdir = str(ensure_assets() / "tiny-llama")
@@ -249,14 +253,15 @@ def main() -> int:
             write_txt(path, mb)
         size = path.stat().st_size / 1e6
         print(f"# generated {size:,.0f} MB in {time.perf_counter() - t:.0f} s, load average {os.getloadavg()[0]:.1f}")
-        steps = ["read", "scan"] + (["tokenize", "prepare"] if mb <= a.skip_prepare_above else [])
+        steps = [x for x in a.steps if mb <= a.skip_prepare_above or x in ("read", "scan")]
         base = None
         for what in steps:
             r = step(what, path, a.processes, tokdir)
             base = base or r["seconds"]
             note = {"read": "", "scan": f"{r.get('documents', 0):,} docs, near dup {r.get('near_dup_rate', 0):.2%}",
                     "tokenize": f"{r.get('tokens', 0):,} tokens",
-                    "prepare": f"{r.get('train_tokens', 0) + r.get('eval_tokens', 0):,} tokens in blocks"}[what]
+                    "prepare": f"{r.get('train_tokens', 0) + r.get('eval_tokens', 0):,} tokens in blocks; "
+                               f"RSS {r.get('rss_before_mb', 0):,.0f} MB after imports"}[what]
             print(f"{size:>7,.0f}M {what:<9} {r['seconds']:>8.1f} {size / r['seconds']:>7.1f} "
                   f"{base / r['seconds']:>8.3f} {r['rss_mb']:>12,.0f} {r['worker_rss_mb']:>14,.0f}  {note}", flush=True)
         if not a.keep:
