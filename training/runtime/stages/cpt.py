@@ -60,7 +60,9 @@ def run(st: CptStage, ctx: Ctx) -> dict:
           f"({data['train_blocks']:,} blocks of {st.seq_len}); eval {data['eval_documents']:,} documents, "
           f"{data['eval_tokens']:,} tokens ({data['eval_blocks']:,} blocks); dedup {st.dedup}: "
           f"{data['duplicates_dropped']:,} dropped; {len(data['skipped_files'])} files skipped"
-          f"{' (cache reused)' if data['cached'] else ''}", flush=True)
+          f"{' (cache reused)' if data['cached'] else ''}"
+          + (f"; no held-out document gave a full block, so the last {data['move_to_eval']} train blocks are the "
+             f"eval split" if data["move_to_eval"] else ""), flush=True)
     for why in data["skipped_files"][:5]:
         print(f"[{st.name}] skipped {why}", flush=True)
     per_epoch, total = plan_steps(len(train_ds), st, ctx.world_size)
@@ -78,7 +80,8 @@ def run(st: CptStage, ctx: Ctx) -> dict:
                     params=n_total, trainable_params=n_train,
                     data={k: data[k] for k in ("train_documents", "train_tokens", "train_blocks", "eval_documents",
                                                 "eval_tokens", "eval_blocks", "duplicates_dropped", "exact_dropped",
-                                                "near_dropped", "dropped_tokens", "files", "cached")}
+                                                "near_dropped", "dropped_tokens", "files", "cached",
+                                                "move_to_eval", "move_to_train")}
                     | {"documents": data["train_documents"], "dedup": st.dedup,
                        "skipped_files": len(data["skipped_files"])})
 
