@@ -50,3 +50,35 @@ def write_pairs(path: Path, n: int, seed: int = 0) -> Path:
             a = " ".join(rng.choice(words) for _ in range(20))
             f.write(json.dumps({"prompt": f"Q{i}: {q}?", "completion": a}) + "\n")
     return path
+
+
+def write_near_dup_corpus(folder: Path, docs: int, near_share: float, seed: int = 0, files: int = 8,
+                          doc_words: tuple[int, int] = (150, 600), fmt: str = "jsonl") -> int:
+    """`docs` documents of which a share `near_share` are copies of other documents with 1% of their words
+    changed (at least one word), shuffled across `files` files (.jsonl rows, or .txt with blank lines between
+    documents). Returns the number of near copies: the near-duplicate rate the scan should report is
+    copies / docs (no exact duplicates)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    vocab = _vocab(rng)
+    n_copies = int(round(docs * near_share))
+    originals = []
+    for i in range(docs - n_copies):
+        n = int(rng.integers(*doc_words))
+        originals.append([w.decode() for w in vocab[rng.integers(0, len(vocab), n)]] + [f"doc{seed}-{i}"])
+    all_docs = [" ".join(w) for w in originals]
+    for c in range(n_copies):
+        words = list(originals[int(rng.integers(0, len(originals)))])
+        for j in rng.choice(len(words), max(1, len(words) // 100), replace=False):
+            words[j] = f"changed{seed}x{c}x{j}"
+        all_docs.append(" ".join(words))
+    order = rng.permutation(len(all_docs))
+    outs = [open(folder / f"part-{k:03d}.{fmt}", "w") for k in range(files)]
+    try:
+        for pos, i in enumerate(order):
+            f = outs[pos % files]
+            f.write(json.dumps({"text": all_docs[i]}) + "\n" if fmt == "jsonl" else all_docs[i] + "\n\n")
+    finally:
+        for f in outs:
+            f.close()
+    return n_copies

@@ -1,8 +1,19 @@
 """Reading domain text and instruction pairs: the one place that knows the file formats.
 
-Corpus documents: a .txt or .md file is one document (read in paragraph-aligned chunks so that a
-10 GB file never sits in memory); a .jsonl line is one document (its `text_field`); a .parquet row is
-one document (its `text_field` column, read batch by batch).
+The document rule (the corpus scan and the CPT stage both read through `iter_units`, so they see the same
+documents):
+  .txt      documents separated by blank lines (a line holding only whitespace counts as blank). Other
+            conventions through the cpt stage's `doc_separator`: "line" (one document per line, as the guide's
+            `load_dataset("text")` reads it), "none" (the whole file is one document), or any literal string
+            (say "<|endoftext|>" or "\n---\n").
+  .md       one document per file.
+  .jsonl    one document per line: its `text_field` (a string).
+  .parquet  one document per row: its `text_field` column, read batch by batch.
+Documents that hold only whitespace are skipped. Files are read in blocks of BLOCK_BYTES: no file, however
+large, is ever held whole. A document longer than UNIT_CHARS characters is handed out in pieces of at most
+UNIT_CHARS, cut at whitespace; each piece is then its own unit for deduplication and the held-out split (so a
+single 40 MB document still has something to hold out), and `first`/`last` say where the document's own
+start and end are (where the tokenizer's document affixes go).
 
 Pairs: one JSON object per line in one of three formats, detected per row:
   messages            {"messages": [{"role": "system|user|assistant", "content": "..."}, ...]}
@@ -16,17 +27,28 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-CHUNK_BYTES = 1 << 20
+BLOCK_BYTES = 4 << 20      # read size of .txt/.md files
+UNIT_CHARS = 1 << 20       # longest piece of a document handed out at once
+CHUNK_BYTES = UNIT_CHARS   # the old name, kept for callers
+DOC_SEPARATORS = {"blank_line": r"\n[^\S\n]*\n\s*", "line": r"\n"}
 ROLES = {"system", "user", "assistant"}
 PAIR_FORMATS = ("messages", "prompt_completion", "instruction")
 
 
 class DataError(Exception):
     """Bad input data: one line naming the file (and line) and what to do. Exit status 2."""
+
+
+class Meter:
+    """Bytes of the corpus files consumed so far (for progress): the readers add to `done` as they read."""
+
+    def __init__(self) -> None:
+        self.done = 0
 
 
 def normalize_text(text: str) -> str:
@@ -70,49 +92,132 @@ def sniff_text_file(path: Path) -> str | None:
     return None
 
 
-def _iter_text_file(path: Path) -> Iterator[tuple[str, bool]]:
-    """(chunk, is_last_chunk_of_document) for a plain text file, split at paragraph breaks near 1 MiB."""
-    with open(path, encoding="utf-8", errors="strict") as f:
-        carry = ""
+def separator_regex(doc_separator: str) -> re.Pattern | None:
+    """The pattern between two documents of a .txt file; None: the file is one document."""
+    if doc_separator == "none":
+        return None
+    return re.compile(DOC_SEPARATORS.get(doc_separator) or re.escape(doc_separator))
+
+
+def _not_utf8(path: Path, data: bytes, e: UnicodeDecodeError, offset: int, line: int) -> DataError:
+    line += data.count(b"\n", 0, e.start)
+    bad = data[e.start:e.start + 4].hex(" ")
+    return DataError(f"{path}:{line}: not UTF-8 text at byte {offset + e.start:,} (bytes {bad}); convert the file "
+                     f"(e.g. iconv -f latin1 -t utf-8) or remove it from the corpus")
+
+
+def _decoded_blocks(path: Path, meter: Meter | None) -> Iterator[str]:
+    """The file as text, block by block; a multi-byte character cut at a block edge is carried over."""
+    offset, line, pending = 0, 1, b""
+    with open(path, "rb") as f:
         while True:
-            block = f.read(CHUNK_BYTES)
-            if not block:
-                if carry:
-                    yield carry, True
+            raw = f.read(BLOCK_BYTES)
+            if meter is not None:
+                meter.done += len(raw)
+            data = pending + raw
+            if not data:
                 return
-            carry += block
-            cut = carry.rfind("\n\n")
-            if cut > 0 and len(carry) >= CHUNK_BYTES:
-                yield carry[:cut + 2], False
-                carry = carry[cut + 2:]
+            try:
+                text = data.decode("utf-8")
+                pending = b""
+            except UnicodeDecodeError as e:
+                if raw and e.start >= len(data) - 3 and e.reason == "unexpected end of data":
+                    text, pending = data[:e.start].decode("utf-8"), data[e.start:]
+                else:
+                    raise _not_utf8(path, data, e, offset - len(pending), line) from None
+            offset += len(raw)
+            line += text.count("\n")
+            yield text
+            if not raw:
+                return
 
 
-def iter_documents(files: list[Path], text_field: str = "text", whole: bool = True) -> Iterator[tuple[Path, int, str]]:
-    """Yield (file, line-or-row number, text). With whole=False, .txt/.md files come in chunks (number 0..)."""
+def _cut(text: str, limit: int) -> int:
+    """Where to cut a too-long document: the last whitespace before `limit` (else `limit` itself)."""
+    cut = max(text.rfind(" ", 0, limit), text.rfind("\n", 0, limit))
+    return cut if cut > limit // 2 else limit
+
+
+def _pieces(text: str) -> Iterator[tuple[str, bool, bool]]:
+    """(piece, first, last) of one document held in memory."""
+    if len(text) <= UNIT_CHARS:
+        yield text, True, True
+        return
+    first = True
+    while len(text) > UNIT_CHARS:
+        c = _cut(text, UNIT_CHARS)
+        yield text[:c], first, False
+        text, first = text[c:], False
+    yield text, first, True
+
+
+def _iter_text_units(path: Path, sep: re.Pattern | None, meter: Meter | None):
+    """(line, piece, first, last) of a .txt/.md file, streaming."""
+    carry, carry_line, line, started = "", 1, 1, False
+    for block in _decoded_blocks(path, meter):
+        buf = carry + block
+        pos = 0
+        if sep is not None:
+            for m in sep.finditer(buf):
+                if m.end() == len(buf):  # a separator at the very end may go on in the next block
+                    break
+                doc = buf[pos:m.start()]
+                if doc.strip() or started:
+                    for piece, first, last in _pieces(doc):
+                        yield carry_line, piece, first and not started, last
+                line_end = carry_line + buf.count("\n", pos, m.end())
+                pos, carry_line, started = m.end(), line_end, False
+        carry = buf[pos:]
+        # a document with no end in sight: hand out pieces, keeping a margin for a separator across the edge
+        while len(carry) > UNIT_CHARS + min(4096, UNIT_CHARS // 4):
+            c = _cut(carry, UNIT_CHARS)
+            piece, carry = carry[:c], carry[c:]
+            if piece.strip() or started:
+                yield carry_line, piece, not started, False
+                started = True
+            carry_line += piece.count("\n")
+    if sep is not None:  # the file's final newline ends the last document; it is not part of it
+        carry = carry.rstrip("\r\n")
+    if carry.strip() or started:
+        for piece, first, last in _pieces(carry):
+            yield carry_line, piece, first and not started, last
+
+
+def iter_units(files: list[Path], text_field: str = "text", doc_separator: str = "blank_line",
+               meter: Meter | None = None, bad_rows: list | None = None) -> Iterator[tuple[Path, int, str, bool, bool]]:
+    """(file, line or row where the document starts, text, first, last): documents by the rule above, in
+    pieces of at most UNIT_CHARS. A bad .jsonl row raises DataError, or, when `bad_rows` is a list, is
+    appended to it ("file:line: why") and skipped. Whitespace-only documents are skipped."""
     for path in files:
         suffix = path.suffix.lower()
         if suffix in (".txt", ".md"):
-            try:
-                if whole:
-                    yield path, 1, path.read_text(encoding="utf-8")
-                else:
-                    for i, (chunk, _) in enumerate(_iter_text_file(path)):
-                        yield path, i, chunk
-            except UnicodeDecodeError:
-                raise DataError(f"{path}: is not UTF-8 text; convert it or remove it from the corpus")
+            sep = separator_regex(doc_separator) if suffix == ".txt" else None
+            for ln, text, first, last in _iter_text_units(path, sep, meter):
+                yield path, ln, text, first, last
         elif suffix == ".jsonl":
-            with open(path, encoding="utf-8", errors="replace") as f:
-                for ln, line in enumerate(f, 1):
-                    if not line.strip():
+            with open(path, "rb") as f:
+                for ln, raw in enumerate(f, 1):
+                    if meter is not None:
+                        meter.done += len(raw)
+                    if not raw.strip():
                         continue
+                    why = None
                     try:
-                        row = json.loads(line)
+                        row = json.loads(raw)
+                    except UnicodeDecodeError as e:
+                        raise _not_utf8(path, raw, e, f.tell() - len(raw), ln) from None
                     except json.JSONDecodeError as e:
-                        raise DataError(f"{path}:{ln}: not valid JSON ({e.msg}); fix or delete that line")
-                    if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
-                        raise DataError(f"{path}:{ln}: no string field '{text_field}'; set text_field in the cpt stage "
-                                        f"to the field that holds the text")
-                    yield path, ln, row[text_field]
+                        row, why = None, f"not valid JSON ({e.msg}); fix or delete that line"
+                    if why is None and (not isinstance(row, dict) or not isinstance(row.get(text_field), str)):
+                        why = f"no string field '{text_field}'; set text_field in the cpt stage to the field that holds the text"
+                    if why is not None:
+                        if bad_rows is None:
+                            raise DataError(f"{path}:{ln}: {why}")
+                        bad_rows.append(f"{path}:{ln}: {why}")
+                        continue
+                    if row[text_field].strip():
+                        for piece, first, last in _pieces(row[text_field]):
+                            yield path, ln, piece, first, last
         elif suffix == ".parquet":
             import pyarrow.parquet as pq
             try:
@@ -122,14 +227,35 @@ def iter_documents(files: list[Path], text_field: str = "text", whole: bool = Tr
             if text_field not in pf.schema_arrow.names:
                 raise DataError(f"{path}: no column '{text_field}' (columns: {', '.join(pf.schema_arrow.names)}); "
                                 f"set text_field in the cpt stage")
-            row = 0
+            row, per_row = 0, path.stat().st_size / max(1, pf.metadata.num_rows)
             for batch in pf.iter_batches(columns=[text_field], batch_size=4096):
+                if meter is not None:
+                    meter.done += int(per_row * batch.num_rows)
                 for v in batch.column(0).to_pylist():
                     row += 1
-                    if isinstance(v, str):
-                        yield path, row, v
+                    if isinstance(v, str) and v.strip():
+                        for piece, first, last in _pieces(v):
+                            yield path, row, piece, first, last
         else:
             raise DataError(f"{path}: unsupported file type '{suffix}'; use .txt, .md, .jsonl or .parquet")
+
+
+def iter_documents(files: list[Path], text_field: str = "text", whole: bool = True,
+                   doc_separator: str = "blank_line") -> Iterator[tuple[Path, int, str]]:
+    """Yield (file, line-or-row number, text) per document (the rule above). With whole=False, documents
+    longer than UNIT_CHARS come in pieces; with whole=True a long document is joined (held in memory)."""
+    parts: list[str] = []
+    start = 0
+    for path, ln, text, first, last in iter_units(files, text_field, doc_separator):
+        if not whole or (first and last):
+            yield path, ln, text
+            continue
+        if first:
+            start = ln
+        parts.append(text)
+        if last:
+            yield path, start, "".join(parts)
+            parts = []
 
 
 # ---------------------------------------------------------------- pairs

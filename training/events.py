@@ -3,7 +3,12 @@
 One JSON object per line, always with `v` (schema version), `t` (unix time) and `event`:
 
   run_start    run_id, name, stages [{name, type, method}], device, pid, world_size, strategy (ddp | fsdp | deepspeed-zero3)
-  stage_start  stage, index, type, method, total_steps, epochs, tokens_per_step, params, trainable_params
+  stage_start  stage, index, type, method, total_steps, epochs, tokens_per_step, params, trainable_params, data
+               (cpt: train_/eval_ documents, tokens, blocks; duplicates_dropped, exact_dropped, near_dropped,
+               dedup, dropped_tokens, files, skipped_files, cached)
+  prepare      stage, phase (dedup | tokenize | done | cached), fraction (0-1 of the whole data step),
+               bytes_done, bytes_total (corpus bytes read in this pass); cpt stages, about once a second
+               before stage_start (training/runtime/prepare.py)
   step         stage, step, total_steps, epoch, loss, lr, grad_norm, tokens, tokens_per_s, step_time_s, eta_s
   eval         stage, step, eval_loss, perplexity
   checkpoint   stage, step, path

@@ -103,7 +103,12 @@ class CptStage(StageBase):
     type: Literal["cpt"]
     data: list[str] = Field(min_length=1, description="files, folders or globs: .txt .md .jsonl .parquet")
     text_field: str = "text"
-    dedup: bool = True
+    doc_separator: str = Field("blank_line", min_length=1, description=(
+        ".txt files: blank_line (documents separated by blank lines), line (one document per line), "
+        "none (one document per file) or a literal separator string"))
+    dedup: Literal["exact", "near", "none"] = Field("exact", description=(
+        "exact: drop repeated documents (normalised text); near: also MinHash/LSH near-copies (one of each "
+        "group stays); none: keep everything. `plan` writes near when its scan found near duplicates"))
     seq_len: int = Field(1024, ge=8)
     packing: bool = True
     learning_rate: float = Field(1e-5, gt=0)
@@ -113,6 +118,12 @@ class CptStage(StageBase):
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @field_validator("dedup", mode="before")
+    @classmethod
+    def _dedup_bool(cls, v: Any) -> Any:
+        """Recipes written before the three modes said true/false."""
+        return {True: "exact", False: "none"}.get(v, v) if isinstance(v, bool) else v
 
 
 class SftStage(StageBase):

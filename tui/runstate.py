@@ -28,6 +28,16 @@ class StageState:
     tokens_per_s: float | None = None
     eta_s: float | None = None
     runtime_s: float | None = None
+    prepare: dict | None = None  # the last `prepare` event (data preparation before the first step)
+
+    @property
+    def preparing(self) -> str | None:
+        """'preparing data: 35%, 2.1 GB of 6 GB' while the stage prepares its data, else None."""
+        p = self.prepare
+        if p is None or self.state != "running" or self.train or p.get("phase") in ("done", "cached"):
+            return None
+        return (f"preparing data: {float(p.get('fraction') or 0):.0%}, {fmt_bytes(p.get('bytes_done'))} of "
+                f"{fmt_bytes(p.get('bytes_total'))}" + (" (finding near duplicates)" if p.get("phase") == "dedup" else ""))
 
     @property
     def steps_left(self) -> int | None:
@@ -98,6 +108,9 @@ class RunState:
             s = self.stage(ev["stage"])
             s.type, s.method, s.state = ev.get("type", s.type), ev.get("method", s.method), "running"
             s.total_steps = ev.get("total_steps") or s.total_steps
+        elif e == "prepare":
+            s = self.stage(ev["stage"])
+            s.prepare, s.state = ev, ("running" if s.state == "pending" else s.state)
         elif e == "step":
             s = self.stage(ev["stage"])
             s.state = "running" if s.state == "pending" else s.state
@@ -217,6 +230,16 @@ def runs_table(root: Path) -> list[str]:
         out.append(f"{r.name:<34} {st.state(pid_alive(r)):<8} {(cur.name if cur else '-'):<8} {step:>9} "
                    f"{f'{loss:.4f}' if loss is not None else '-':>7} {money(st.cost_so_far()):>9}")
     return out
+
+
+def fmt_bytes(n) -> str:
+    """Decimal units, as file managers and `df -H` show them: 2.1 GB, 640 MB."""
+    if not isinstance(n, (int, float)):
+        return "?"
+    for unit, div in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= div:
+            return f"{n / div:.1f} {unit}".replace(".0 ", " ")
+    return f"{n:.0f} B"
 
 
 def money(x: float | None) -> str:

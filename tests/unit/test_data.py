@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from training.data import DataError, iter_documents, load_pairs_strict, read_pairs, sniff_text_file
+from training.data import DataError, iter_documents, iter_units, load_pairs_strict, read_pairs, sniff_text_file
 
 
 def jsonl(path, rows):
@@ -52,14 +52,46 @@ def test_invalid_rows_carry_line_numbers_and_reasons(tmp_path):
 
 
 def test_documents_from_each_corpus_format(tmp_path):
-    (tmp_path / "a.txt").write_text("first document\n\nsecond paragraph")
+    (tmp_path / "a.txt").write_text("first document\nstill first\n\n \n\nsecond document\n")
+    (tmp_path / "d.md").write_text("# one file\n\nis one document")
     jsonl(tmp_path / "b.jsonl", [{"text": "row one"}, {"text": "row two"}])
     import pyarrow as pa
     import pyarrow.parquet as pq
     pq.write_table(pa.table({"text": ["pq one", "pq two", None]}), tmp_path / "c.parquet")
-    docs = list(iter_documents([tmp_path / "a.txt", tmp_path / "b.jsonl", tmp_path / "c.parquet"]))
-    assert [d[2] for d in docs] == ["first document\n\nsecond paragraph", "row one", "row two", "pq one", "pq two"]
-    assert [d[1] for d in docs[1:3]] == [1, 2]
+    docs = list(iter_documents([tmp_path / "a.txt", tmp_path / "d.md", tmp_path / "b.jsonl", tmp_path / "c.parquet"]))
+    assert [d[2].strip() for d in docs] == ["first document\nstill first", "second document", "# one file\n\nis one document",
+                                            "row one", "row two", "pq one", "pq two"]
+    assert [d[1] for d in docs[:2]] == [1, 6] and [d[1] for d in docs[3:5]] == [1, 2]
+
+
+@pytest.mark.parametrize("sep,expect", [("line", ["a", "b", "c", "d"]), ("none", ["a\nb\n\nc\nd"]),
+                                        ("---", ["a\nb\n\nc", "d"]), ("blank_line", ["a\nb", "c\nd"])])
+def test_doc_separator_conventions(tmp_path, sep, expect):
+    (tmp_path / "a.txt").write_text("a\nb\n\nc---d")
+    (tmp_path / "a.txt").write_text("a\nb\n\nc---d" if sep == "---" else "a\nb\n\nc\nd")
+    assert [t.strip() for _, _, t in iter_documents([tmp_path / "a.txt"], doc_separator=sep)] == expect
+
+
+def test_documents_stream_across_block_edges_and_long_ones_come_in_pieces(tmp_path, monkeypatch):
+    import training.data as d
+    monkeypatch.setattr(d, "BLOCK_BYTES", 7)   # separators and characters cut at every block edge
+    monkeypatch.setattr(d, "UNIT_CHARS", 40)
+    long_doc = " ".join(f"w{i}" for i in range(60))
+    (tmp_path / "a.txt").write_text("héllo wörld\n\n\n" + long_doc + "\n  \nlast one")
+    units = list(iter_units([tmp_path / "a.txt"]))
+    assert units[0][2:] == ("héllo wörld", True, True) and units[-1][2:] == ("last one", True, True)
+    pieces = units[1:-1]
+    assert len(pieces) > 2 and all(len(p[2]) <= 40 for p in pieces)
+    assert [(p[3], p[4]) for p in pieces] == [(True, False)] + [(False, False)] * (len(pieces) - 2) + [(False, True)]
+    assert "".join(p[2] for p in pieces) == long_doc and {p[1] for p in pieces} == {4}
+    assert [t for _, _, t in iter_documents([tmp_path / "a.txt"])][1] == long_doc
+
+
+def test_non_utf8_deep_in_a_file_names_the_line_and_byte(tmp_path):
+    p = tmp_path / "a.txt"
+    p.write_bytes(b"fine text\n" * 2000 + "caf\xe9".encode("latin-1") + b"\n")
+    with pytest.raises(DataError, match=r"a\.txt:2001: not UTF-8 text at byte 20,003 \(bytes e9 0a\); convert"):
+        list(iter_units([p]))
 
 
 def test_corpus_jsonl_without_text_field_names_the_line(tmp_path):
@@ -79,13 +111,3 @@ def test_sniff_finds_empty_binary_and_non_utf8(tmp_path):
     assert sniff_text_file(tmp_path / "l.txt") == "is not UTF-8 text"
     assert sniff_text_file(tmp_path / "ok.md") is None
     assert "parquet" in sniff_text_file(tmp_path / "fake.parquet")
-
-
-def test_long_text_files_stream_in_paragraph_chunks(tmp_path, monkeypatch):
-    import training.data as d
-    monkeypatch.setattr(d, "CHUNK_BYTES", 64)
-    text = "\n\n".join(f"paragraph {i} " + "x" * 30 for i in range(20))
-    (tmp_path / "big.txt").write_text(text)
-    chunks = [c for _, _, c in iter_documents([tmp_path / "big.txt"], whole=False)]
-    assert len(chunks) > 3 and "".join(chunks) == text
-    assert all(c.endswith("\n\n") for c in chunks[:-1])

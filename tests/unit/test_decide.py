@@ -133,3 +133,14 @@ def test_recipe_from_decision_validates(tmp_path):
     assert r.hardware.gpu == "H100" and r.hardware.price_source and r.hardware.budget_usd == 1000
     with pytest.raises(ValueError):
         recipe_from_decision(decide(facts(1, 0)), f, None, None)
+
+
+@pytest.mark.parametrize("near,mode", [(0.0, "exact"), (0.009, "exact"), (0.01, "near"), (0.3, "near")])
+def test_written_cpt_stage_dedups_what_the_scan_measured(tmp_path, near, mode):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("text " * 100)
+    f = facts(800, 0, gap="knowledge", budget=1000)
+    f.corpus = CorpusFacts(total_bytes=int(800 * MB), unique_bytes=int(800 * MB), clean_bytes=int(800 * MB),
+                           clean_mb=800, tokens=200e6, near_dup_rate=near, documents=10_000)
+    r = recipe_from_decision(decide(f), f, [str(corpus)], None, name="t")
+    assert r.stages[0].type == "cpt" and r.stages[0].dedup == mode

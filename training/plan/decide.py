@@ -87,6 +87,8 @@ class Decision:
                 "alternatives": [e.to_dict() for e in self.alternatives]}
 
 
+NEAR_DUP_DEDUP = 0.01  # scanned near-duplicate share from which a written cpt stage drops near-copies too
+
 def _usd(x: float) -> str:
     return f"${x:,.0f}" if x >= 10 else f"${x:,.2f}"
 
@@ -233,7 +235,11 @@ def recipe_from_decision(d: Decision, facts: Facts, corpus_paths: list[str] | No
             raise ValueError("a CPT stage needs corpus files (a declared --corpus-size has none)")
         st = stages.get("cpt")
         micro = st.micro_batch if st else 4  # sharding may lower it; grad_accum keeps the batch
-        out.append({"type": "cpt", "data": list(corpus_paths), "seq_len": min(2048, max_pos), "learning_rate": 1e-5,
+        # dedup: what the scan measured. Near-copies worth a second pass over the data (>= 1% of the documents)
+        # -> near; else exact (one pass, the schema's default)
+        near = bool(facts.corpus and not facts.corpus.declared and facts.corpus.near_dup_rate >= NEAR_DUP_DEDUP)
+        out.append({"type": "cpt", "data": list(corpus_paths), "dedup": "near" if near else "exact",
+                    "seq_len": min(2048, max_pos), "learning_rate": 1e-5,
                     "lr_scheduler": "cosine", "warmup_ratio": 0.03, "epochs": 1.0, "micro_batch_size": micro,
                     "grad_accum": 8 * 4 // micro, "gradient_checkpointing": bool(st and st.checkpointing)})
     if "sft" in d.path:

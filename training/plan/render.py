@@ -22,7 +22,7 @@ def render(facts, d, written: str | None) -> str:
     elif c:
         L.append(f"corpus    {c.files} files, {c.total_bytes / 1e6:,.1f} MB, {c.documents:,} documents in {c.seconds:.1f} s")
         L.append(f"          exact duplicates {c.exact_dup_rate:.1%} (all documents), near duplicates "
-                 f"{c.near_dup_rate:.1%} (MinHash, {c.near_dup_sample} sampled documents)")
+                 f"{c.near_dup_rate:.1%} (MinHash/LSH on all {c.near_dup_sample:,} documents)")
         L.append(f"          clean {c.clean_mb:,.1f} MB, ~{c.tokens / 1e6:,.1f}M tokens ({c.tokens_method})")
         for line in c.skipped[:10] + c.bad_row_examples:
             L.append(f"          ! {line}")

@@ -91,13 +91,25 @@ def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) ->
             specs = [resolve_builtin(s) if s.startswith(BUILTIN) else s for s in st.data]
             st.data = [_abs(s) if not any(c in s for c in "*?[") else os.path.abspath(os.path.expanduser(s))
                        for s in specs]
+            readable, unreadable = 0, []
             for j, spec in enumerate(st.data):
                 for f in expand_data(spec):
                     files_seen[str(f.resolve())] = f
                     if check_data and (why := sniff_text_file(f)):
-                        problems.append(Problem(path=f"stages.{i}.data.{j}", message=f"{f} {why}; fix or remove it"))
+                        # a file named on its own must be fixed; one inside a folder is skipped (and counted)
+                        if Path(spec).resolve() == f.resolve():
+                            problems.append(Problem(path=f"stages.{i}.data.{j}", message=f"{f} {why}; fix or remove it"))
+                            readable += 1  # reported above; not again as "nothing readable"
+                        else:
+                            unreadable.append(f"{f} {why}")
                     elif check_data and f.suffix.lower() == ".jsonl" and (why := _corpus_jsonl_problem(f, st.text_field)):
                         problems.append(Problem(path=f"stages.{i}.data.{j}", message=why))
+                    else:
+                        readable += 1
+            if check_data and unreadable and not readable:
+                problems.append(Problem(path=f"stages.{i}.data", message=(
+                    f"no readable text file: all {len(unreadable)} skipped (first: {unreadable[0]}); "
+                    f"add UTF-8 .txt/.md/.jsonl/.parquet files")))
         elif isinstance(st, SftStage):
             st.data = _abs(resolve_builtin(st.data) if st.data.startswith(BUILTIN) else st.data)
             f = Path(st.data)

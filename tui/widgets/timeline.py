@@ -22,7 +22,9 @@ def timeline_text(st: RunState) -> Text:
         t.append(f"{mark} {s.name} ", style=style)
         t.append(f"({what}) {s.step}/{total if total else '?'} {s.state}")
     cur = st.current()
-    if cur is not None and cur.state == "running":
+    if cur is not None and cur.preparing:
+        t.append("\n" + cur.preparing)
+    elif cur is not None and cur.state == "running":
         total = cur.total_steps or cur.planned_steps or 0
         frac = cur.step / total if total else 0.0
         bar_w = 24

@@ -1,91 +1,35 @@
 """Continued pre-training: raw domain text, next-token prediction, all weights.
 
 Reads straight through: setup -> data -> model -> train -> save.
-Unlike the guide's sample: documents are tokenized in batches by the fast tokenizer in several
-processes, joined with EOS and packed into seq_len blocks (no padding, no truncation waste), and a
-causal-LM collator makes the labels (the guide's sample has none, so its Trainer cannot compute a loss).
+Unlike the guide's sample: documents (training/data.py's rule) are deduplicated, split, tokenized by the
+fast tokenizer in several processes, joined with the tokenizer's document affixes and packed into seq_len
+blocks (no padding, no truncation waste) by training/runtime/prepare.py, and a causal-LM collator makes
+the labels (the guide's sample has none, so its Trainer cannot compute a loss).
 """
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 from training.runtime.checkpoints import publish, temp_output
-from training.data import doc_hash, iter_documents
-from training.recipe import CptStage, expand_data
-from training.runtime.stages.tokens import doc_affixes
+from training.recipe import CptStage
+from training.runtime.prepare import load_splits, prepare
 from training.runtime.stages.common import (Ctx, EventCallback, attn_implementation, count_params, load_tokenizer,
                                     main_rank_first, plan_steps, resolve_precision, set_threads, torch_dtype,
                                     training_args_kwargs)
 
 
-def held_out(text: str, fraction: float) -> bool:
-    """A document goes to the eval split by its content hash: stable across runs, orders and resumes."""
-    if fraction <= 0:
-        return False
-    return int.from_bytes(doc_hash(text)[:4], "big") < fraction * 2**32
+HELDOUT_CHARS = 16 << 20  # the before/after measurements score far fewer tokens than this
 
 
 def document_rows(files: list[Path], st: CptStage, split: str, stats: dict):
-    """Rows {"text", "first", "last"}: text chunks; `first`/`last` mark a document's start and end, where the
-    tokenizer's document affixes go (tokens.doc_affixes)."""
-    seen: set[bytes] = set()
-    for path, _, text in iter_documents(files, st.text_field, whole=True):
-        if not text.strip():
-            continue
-        if st.dedup:
-            h = doc_hash(text)
-            if h in seen:
-                stats["duplicates"] = stats.get("duplicates", 0) + 1
-                continue
-            seen.add(h)
-        if held_out(text, st.eval_fraction) != (split == "eval"):
-            continue
-        stats["documents"] = stats.get("documents", 0) + 1
-        # split very long documents so one row never holds megabytes (tokenization stays parallel)
-        step = 1 << 20
-        for i in range(0, len(text), step):
-            yield {"text": text[i:i + step], "first": i == 0, "last": i + step >= len(text)}
-
-
-def tokenize_and_pack(files: list[Path], st: CptStage, tok, split: str, cache: Path):
-    """Dataset of {"input_ids": [seq_len]} blocks, documents joined with EOS. Packing works on groups
-    of 1,000 rows (memory stays bounded); each group's tail shorter than seq_len is dropped, well under
-    1% of the tokens for documents of a few hundred tokens (stats["dropped_tokens"] counts it)."""
-    from datasets import Dataset
-
-    stats: dict = {}
-    # rows stream to Arrow files in this run's own cache folder (fresh, so never stale; memory stays flat)
-    ds = Dataset.from_generator(document_rows, cache_dir=str(cache / split),
-                                gen_kwargs={"files": files, "st": st, "split": split, "stats": stats})
-    if len(ds) == 0:
-        return None, stats
-    prefix, suffix = doc_affixes(tok)
-    nproc = max(1, min(os.cpu_count() or 1, len(ds) // 2000)) if len(ds) > 4000 else None
-
-    def tokenize(batch):
-        enc = tok(batch["text"], add_special_tokens=False)["input_ids"]
-        ids = [(prefix if first else []) + e + (suffix if last else [])
-               for e, first, last in zip(enc, batch["first"], batch["last"])]
-        return {"ids": ids, "n": [len(x) for x in ids]}
-
-    ds = ds.map(tokenize, batched=True, batch_size=256, num_proc=nproc, remove_columns=["text", "first", "last"],
-                desc=None)
-    seq = st.seq_len
-
-    n_tokens = sum(ds["n"])
-
-    def pack(batch):
-        flat = [t for ids in batch["ids"] for t in ids]
-        n = len(flat) // seq * seq
-        return {"input_ids": [flat[i:i + seq] for i in range(0, n, seq)]}
-
-    ds = ds.map(pack, batched=True, batch_size=1000, remove_columns=["ids", "n"])
-    stats["tokens"] = len(ds) * seq
-    stats["dropped_tokens"] = n_tokens - stats["tokens"]
-    stats["blocks"] = len(ds)
-    return (ds if len(ds) else None), stats
+    """Rows {"text"} of the units the content-hash split puts on `split` (kept for readers of the held-out
+    text; training reads the packed cache that training/runtime/prepare.py builds)."""
+    from training.runtime.prepare import heldout_texts
+    if split != "eval":
+        raise ValueError("document_rows: only the eval side is read this way")
+    for text in heldout_texts(st, max_chars=HELDOUT_CHARS):
+        yield {"text": text}
 
 
 class CausalLMCollator:
@@ -107,16 +51,20 @@ def run(st: CptStage, ctx: Ctx) -> dict:
     precision = resolve_precision(st.precision)
     tok = load_tokenizer(ctx)
 
-    # data
-    files = [f for spec in st.data for f in expand_data(spec)]
+    # data: documents -> dedup -> held-out split -> tokens -> packed blocks, cached in the run folder
     cache = ctx.run_dir / "cache" / st.name
-    with main_rank_first(ctx):  # rank 0 tokenizes into the cache, the other ranks then read it
-        train_ds, tstats = tokenize_and_pack(files, st, tok, "train", cache)
-        if train_ds is None:
-            from training.data import DataError
-            raise DataError(f"stage {st.name}: the corpus gives fewer than seq_len={st.seq_len} tokens of training "
-                            f"text; add text or lower seq_len")
-        eval_ds, estats = tokenize_and_pack(files, st, tok, "eval", cache) if st.eval_fraction > 0 else (None, {})
+    with main_rank_first(ctx):  # rank 0 prepares the cache, the other ranks then find it
+        data = prepare(st, tok, cache, ctx.events.emit if ctx.is_main else None)
+    train_ds, eval_ds = load_splits(data)
+    print(f"[{st.name}] data: train {data['train_documents']:,} documents, {data['train_tokens']:,} tokens "
+          f"({data['train_blocks']:,} blocks of {st.seq_len}); eval {data['eval_documents']:,} documents, "
+          f"{data['eval_tokens']:,} tokens ({data['eval_blocks']:,} blocks); dedup {st.dedup}: "
+          f"{data['duplicates_dropped']:,} dropped; {len(data['skipped_files'])} files skipped"
+          f"{' (cache reused)' if data['cached'] else ''}"
+          + (f"; no held-out document gave a full block, so the last {data['move_to_eval']} train blocks are the "
+             f"eval split" if data["move_to_eval"] else ""), flush=True)
+    for why in data["skipped_files"][:5]:
+        print(f"[{st.name}] skipped {why}", flush=True)
     per_epoch, total = plan_steps(len(train_ds), st, ctx.world_size)
 
     # model (the attention kernel its class supports: Gemma2 refuses sdpa)
@@ -131,9 +79,12 @@ def run(st: CptStage, ctx: Ctx) -> dict:
                     tokens_per_step=st.micro_batch_size * st.grad_accum * st.seq_len * ctx.world_size,
                     precision=precision,
                     params=n_total, trainable_params=n_train,
-                    data={"documents": tstats.get("documents", 0), "duplicates_dropped": tstats.get("duplicates", 0),
-                          "train_tokens": tstats["tokens"], "train_blocks": tstats["blocks"],
-                          "eval_documents": estats.get("documents", 0), "eval_tokens": estats.get("tokens", 0)})
+                    data={k: data[k] for k in ("train_documents", "train_tokens", "train_blocks", "eval_documents",
+                                                "eval_tokens", "eval_blocks", "duplicates_dropped", "exact_dropped",
+                                                "near_dropped", "dropped_tokens", "files", "cached",
+                                                "move_to_eval", "move_to_train")}
+                    | {"documents": data["train_documents"], "dedup": st.dedup,
+                       "skipped_files": len(data["skipped_files"])})
 
     # train
     kw = training_args_kwargs(st, ctx, precision, total, eval_ds is not None)

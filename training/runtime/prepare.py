@@ -1,0 +1,369 @@
+"""Data preparation of a cpt stage: documents -> dedup -> held-out split -> tokens -> packed seq_len blocks,
+written to an Arrow cache in the run folder and reused on --resume.
+
+Reads straight through:
+  files     the stage's data, expanded; binary/empty files inside a folder are skipped and counted (a file
+            the recipe names directly was already refused by the runner); nothing left -> DataError.
+  dedup     near: a first pass computes every unit's MinHash band keys (training/dedup.py, in worker
+            processes) and marks near-copies; exact: repeated units (normalised text) are dropped as they
+            come; none: nothing is dropped. Units are data.py's documents, or 1 MiB pieces of longer ones.
+  split     a unit is held out when the top 32 bits of its content key fall under eval_fraction (stable
+            across runs, file orders and resumes). When that leaves the eval side without one full block,
+            whole blocks from the end of the train side move to it (eval_fraction of them, at least one,
+            while train keeps one): a corpus of one long document still gets an eval split. Symmetrically,
+            a train side left empty takes blocks from the eval side.
+  tokens    worker processes tokenize batches with the fast tokenizer (the Rust backend, loaded from its
+            JSON); each document gets tokens.doc_affixes(tok) around it (prefix before its first piece,
+            suffix after its last); the parent appends them to its split's stream in corpus order and writes
+            full seq_len blocks to an Arrow stream file. Only each split's final partial block is dropped.
+  progress  `prepare` events (fraction of the whole data step, bytes read of bytes_total in this pass).
+Memory: a few batches in flight per worker, one block buffer per split, 128 bytes per unit for `near`,
+8 bytes per unit for `exact`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections import deque
+from pathlib import Path
+from typing import Callable
+
+from training.data import DataError, Meter, iter_units, sniff_text_file
+from training.recipe import CptStage, expand_data
+
+BATCH_CHARS = 1 << 20
+WRITE_BLOCKS = 1024
+CACHE_VERSION = 1
+
+
+def stage_files(st: CptStage) -> tuple[list[Path], list[str]]:
+    """(readable files, "path: why" of the skipped ones). DataError when a spec finds nothing or nothing is left."""
+    files, skipped = [], []
+    for spec in st.data:
+        found = expand_data(spec)
+        if not found:
+            raise DataError(f"stage {st.name}: data {spec}: no .txt, .md, .jsonl or .parquet file there; "
+                            f"check the path")
+        for f in found:
+            why = sniff_text_file(f)
+            (skipped.append(f"{f}: {why}") if why else files.append(f))
+    if not files:
+        raise DataError(f"stage {st.name}: no readable text file in its data ({len(skipped)} skipped, first: "
+                        f"{skipped[0]}); add UTF-8 .txt/.md/.jsonl/.parquet files")
+    return files, skipped
+
+
+def held_out_key(key: int, fraction: float) -> bool:
+    """A unit goes to the eval split by its content key (dedup.exact_key: data.doc_hash's first 8 bytes)."""
+    return fraction > 0 and (key >> 32) < fraction * 2**32
+
+
+def cache_key(files: list[Path], st: CptStage, tok) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        s = f.stat()
+        h.update(f"{f.resolve()}|{s.st_size}|{s.st_mtime_ns}\n".encode())
+    from training.runtime.stages.tokens import doc_affixes
+    h.update(json.dumps([CACHE_VERSION, st.text_field, st.doc_separator, st.dedup, st.eval_fraction, st.seq_len,
+                         getattr(tok, "name_or_path", ""), len(tok), doc_affixes(tok)]).encode())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- worker processes
+
+_TK = None
+
+
+def _init_worker(tokenizer_json: str | None) -> None:
+    global _TK
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    if tokenizer_json is not None:
+        from tokenizers import Tokenizer
+        _TK = Tokenizer.from_str(tokenizer_json)
+
+
+def _encode(texts: list[str]) -> list[list[int]]:
+    return [e.ids for e in _TK.encode_batch(texts, add_special_tokens=False)]
+
+
+def _tokenize_batch(job):
+    """(exact keys, token counts, flat int32 tokens) of a batch of (text, first, last), affixes included."""
+    import numpy as np
+    from training.dedup import exact_key, normalized_bytes
+    units, prefix, suffix = job
+    texts = [u[0] for u in units]
+    keys = np.fromiter((exact_key(normalized_bytes(t.encode("utf-8"))) for t in texts), np.uint64, len(texts))
+    ids = _encode(texts)
+    flat: list[int] = []
+    lens = np.zeros(len(units), np.int64)
+    for i, (e, (_, first, last)) in enumerate(zip(ids, units)):
+        n = len(flat)
+        if first:
+            flat.extend(prefix)
+        flat.extend(e)
+        if last:
+            flat.extend(suffix)
+        lens[i] = len(flat) - n
+    return keys, lens, np.array(flat, np.int32)
+
+
+def _near_batch(units):
+    from training.dedup import scan_batch
+    keys, _, bands = scan_batch([u[0] for u in units])
+    return keys, bands
+
+
+# ---------------------------------------------------------------- the parent
+
+class _Blocks:
+    """One split's token stream: full seq_len blocks go to an Arrow stream file as they fill."""
+
+    def __init__(self, path: Path, seq: int):
+        import pyarrow as pa
+        self.pa, self.seq, self.path = pa, seq, path
+        self.schema = pa.schema([("input_ids", pa.list_(pa.int32()))])
+        self.sink = pa.OSFile(str(path), "wb")
+        self.writer = pa.ipc.new_stream(self.sink, self.schema)
+        self.buf: list = []
+        self.n_buf = 0
+        self.blocks = 0
+        self.tokens = 0
+        self.documents = 0
+
+    def add(self, ids) -> None:
+        self.buf.append(ids)
+        self.n_buf += len(ids)
+        self.tokens += len(ids)
+        if self.n_buf >= self.seq * WRITE_BLOCKS:
+            self._flush()
+
+    def _flush(self) -> None:
+        import numpy as np
+        pa = self.pa
+        flat = np.concatenate(self.buf) if self.buf else np.zeros(0, np.int32)
+        n = len(flat) // self.seq
+        if n:
+            offsets = np.arange(0, (n + 1) * self.seq, self.seq, dtype=np.int32)
+            arr = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat[: n * self.seq]))
+            self.writer.write_batch(pa.record_batch([arr], schema=self.schema))
+            self.blocks += n
+        rest = flat[n * self.seq:]
+        self.buf, self.n_buf = ([rest] if len(rest) else []), len(rest)
+
+    def close(self) -> int:
+        """Write the last full blocks; returns the tokens of the final partial block (dropped)."""
+        self._flush()
+        self.writer.close()
+        self.sink.close()
+        return self.n_buf
+
+
+def _pool(n_proc: int, init_arg):
+    import multiprocessing as mp
+    # fork: the workers inherit the imported modules (spawn would re-import torch in each one, seconds on a
+    # busy machine); they only run numpy, hashlib and the tokenizers library, never torch
+    ctx = mp.get_context("fork" if os.name == "posix" else "spawn")
+    return ctx.Pool(n_proc, initializer=_init_worker, initargs=(init_arg,))
+
+
+def _ordered(pool, fn, jobs, n_proc: int):
+    """(job, result) in submission order with at most 2 jobs per worker in flight (memory stays flat)."""
+    if pool is None:
+        for job in jobs:
+            yield job, fn(job)
+        return
+    pending: deque = deque()
+    for job in jobs:
+        pending.append((job, pool.apply_async(fn, (job,))))
+        while len(pending) >= 2 * n_proc:
+            j, r = pending.popleft()
+            yield j, r.get()
+    while pending:
+        j, r = pending.popleft()
+        yield j, r.get()
+
+
+def _batches(files, st: CptStage, meter: Meter):
+    batch, n = [], 0
+    for _, _, text, first, last in iter_units(files, st.text_field, st.doc_separator, meter):
+        batch.append((text, first, last))
+        n += len(text)
+        if n >= BATCH_CHARS:
+            yield batch
+            batch, n = [], 0
+    if batch:
+        yield batch
+
+
+def prepare(st: CptStage, tok, cache_root: Path, emit: Callable[..., None] | None = None,
+            processes: int | None = None, log: Callable[[str], None] = print) -> dict:
+    """Build (or find) the stage's packed blocks under cache_root/<key>/. Returns the stage's data facts:
+    {"train": path, "eval": path, "move_to_eval": k, "move_to_train": k, documents/tokens per side, ...}."""
+    global _TK
+    import numpy as np
+    from training.runtime.stages.tokens import doc_affixes
+
+    files, skipped = stage_files(st)
+    key = cache_key(files, st, tok)
+    folder = cache_root / key
+    meta_path = folder / "meta.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        meta["cached"] = True
+        if emit:
+            emit("prepare", stage=st.name, phase="cached", fraction=1.0, bytes_done=meta["bytes_total"],
+                 bytes_total=meta["bytes_total"])
+        return meta
+    if cache_root.exists():  # an earlier configuration's cache (the recipe or the files changed)
+        shutil.rmtree(cache_root, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    total = sum(f.stat().st_size for f in files)
+    passes = 2 if st.dedup == "near" else 1
+    n_proc = processes if processes is not None else max(1, min(8, os.cpu_count() or 1))
+    backend = getattr(tok, "backend_tokenizer", None)
+    prefix, suffix = doc_affixes(tok)
+    prefix, suffix = [int(x) for x in prefix], [int(x) for x in suffix if x is not None]
+    t0 = last_emit = time.time()
+
+    def progress(done_passes: int, meter: Meter, phase: str, force: bool = False) -> None:
+        nonlocal last_emit
+        now = time.time()
+        if emit and (force or now - last_emit >= 1.0):
+            last_emit = now
+            done = min(meter.done, total)
+            emit("prepare", stage=st.name, phase=phase, fraction=(done_passes * total + done) / (passes * total),
+                 bytes_done=done, bytes_total=total)
+
+    drop = None
+    if st.dedup == "near":  # pass 1: which units have a near twin earlier in the corpus
+        from training.dedup import redundant
+        meter = Meter()
+        progress(0, meter, "dedup", force=True)
+        pool = _pool(n_proc, None) if n_proc > 1 else None
+        try:
+            keys, bands = [], []
+            for _, (k, b) in _ordered(pool, _near_batch, _batches(files, st, meter), n_proc):
+                keys.append(k)
+                bands.append(b)
+                progress(0, meter, "dedup")
+        finally:
+            if pool is not None:
+                pool.close()
+                pool.join()
+        k = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
+        drop = redundant(np.concatenate(bands) if bands else np.zeros((0, 16), np.uint64))
+        order = np.argsort(k, kind="stable")  # exact copies too (a band collision catches them; be sure)
+        drop[order[1:]] |= k[order[1:]] == k[order[:-1]]
+
+    # pass 2: tokenize, split, pack
+    meter = Meter()
+    progress(passes - 1, meter, "tokenize", force=True)
+    sides = {"train": _Blocks(folder / "train.arrow", st.seq_len), "eval": _Blocks(folder / "eval.arrow", st.seq_len)}
+    seen: set[int] = set()
+    dropped = {"exact": 0, "near": 0}
+    unit = 0
+    if backend is not None and n_proc > 1:
+        pool = _pool(n_proc, backend.to_str())
+        fn = _tokenize_batch
+    else:  # a slow (Python) tokenizer, or one process: tokenize here
+        pool, fn = None, _tokenize_batch
+        _TK = backend if backend is not None else _SlowAdapter(tok)
+    jobs = ((b, prefix, suffix) for b in _batches(files, st, meter))
+    try:
+        for (units, _, _), (keys, lens, flat) in _ordered(pool, fn, jobs, n_proc):
+            off = 0
+            for (text, first, last), h, n in zip(units, keys.tolist(), lens.tolist()):
+                ids = flat[off:off + n]
+                off += n
+                i, unit = unit, unit + 1
+                if drop is not None and drop[i]:
+                    dropped["near"] += 1
+                    continue
+                if st.dedup == "exact":
+                    if h in seen:
+                        dropped["exact"] += 1
+                        continue
+                    seen.add(h)
+                side = sides["eval" if held_out_key(h, st.eval_fraction) else "train"]
+                side.documents += 1 if first else 0
+                side.add(ids)
+            progress(passes - 1, meter, "tokenize")
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    tail = {name: s.close() for name, s in sides.items()}
+    tr, ev = sides["train"], sides["eval"]
+    if tr.blocks + ev.blocks == 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise DataError(
+            f"stage {st.name}: after dedup ({st.dedup}) and the held-out split the corpus gives "
+            f"{tr.tokens + ev.tokens:,} tokens, less than one seq_len={st.seq_len} block; add text or lower seq_len")
+    move_to_eval = move_to_train = 0
+    if st.eval_fraction > 0 and ev.blocks == 0 and tr.blocks >= 2:
+        move_to_eval = min(tr.blocks - 1, max(1, round(st.eval_fraction * tr.blocks)))
+    if tr.blocks == 0:
+        move_to_train = ev.blocks - 1 if ev.blocks >= 2 else ev.blocks
+    meta = {"train": str(tr.path), "eval": str(ev.path), "key": key, "bytes_total": total, "files": len(files),
+            "skipped_files": skipped, "move_to_eval": move_to_eval, "move_to_train": move_to_train,
+            "units": unit, "duplicates_dropped": dropped["exact"] + dropped["near"],
+            "exact_dropped": dropped["exact"], "near_dropped": dropped["near"],
+            "train_documents": tr.documents, "eval_documents": ev.documents,
+            "train_blocks": tr.blocks - move_to_eval + move_to_train,
+            "eval_blocks": ev.blocks + move_to_eval - move_to_train,
+            "dropped_tokens": tail["train"] + tail["eval"], "seconds": round(time.time() - t0, 2),
+            "processes": n_proc if pool is not None else 1, "cached": False}
+    meta["train_tokens"] = meta["train_blocks"] * st.seq_len
+    meta["eval_tokens"] = meta["eval_blocks"] * st.seq_len
+    meta_path.write_text(json.dumps(meta, indent=1))  # written last: its presence means the cache is complete
+    done = Meter()
+    done.done = total
+    progress(passes - 1, done, "done", force=True)
+    return meta
+
+
+class _SlowAdapter:
+    """encode_batch for a tokenizer without a Rust backend."""
+
+    def __init__(self, tok):
+        self.tok = tok
+
+    def encode_batch(self, texts, add_special_tokens=False):
+        class E:
+            def __init__(self, ids):
+                self.ids = ids
+        return [E(x) for x in self.tok(texts, add_special_tokens=add_special_tokens)["input_ids"]]
+
+
+def load_splits(meta: dict):
+    """(train Dataset, eval Dataset or None) from the cache, memory-mapped, with the block moves applied."""
+    from datasets import Dataset, concatenate_datasets
+    train = Dataset.from_file(meta["train"])
+    ev = Dataset.from_file(meta["eval"])
+    k = meta["move_to_eval"]
+    if k:
+        n = len(train)
+        ev = concatenate_datasets([ev, train.select(range(n - k, n))]) if len(ev) else train.select(range(n - k, n))
+        train = train.select(range(n - k))
+    k = meta["move_to_train"]
+    if k:
+        train = ev.select(range(k)) if not len(train) else concatenate_datasets([train, ev.select(range(k))])
+        ev = ev.select(range(k, len(ev)))
+    return train, (ev if len(ev) else None)
+
+
+def heldout_texts(st: CptStage, max_chars: int | None = None) -> list[str]:
+    """Text of the units the content-hash split holds out (the before/after domain measurement scores them)."""
+    from training.dedup import exact_key, normalized_bytes
+    files, _ = stage_files(st)
+    out, n = [], 0
+    for _, _, text, _, _ in iter_units(files, st.text_field, st.doc_separator):
+        if held_out_key(exact_key(normalized_bytes(text.encode("utf-8"))), st.eval_fraction):
+            out.append(text)
+            n += len(text)
+            if max_chars is not None and n >= max_chars:
+                break
+    return out
