@@ -52,10 +52,15 @@ def facts_of(answers: dict, facts: dict, pick: tuple | None = None):
 
 
 def decide_for(answers: dict, facts: dict, pick: tuple | None = None):
-    """(Facts, Decision): decide() on the answers, the user's pick (if any) as the override."""
+    """(Facts, Decision): decide() on the answers; the user's pick is an override only where it differs from
+    the rules' own choice (as `plan` without --path/--method when the user takes the recommendation)."""
     from training.plan.decide import decide
-    f = facts_of(answers, facts, pick)
-    return f, decide(f)
+    f = facts_of(answers, facts)
+    d = decide(f)
+    if pick and tuple(pick) != (d.path, d.method):
+        f = facts_of(answers, facts, pick)
+        d = decide(f)
+    return f, d
 
 
 def recommend(answers: dict, facts: dict) -> dict:

@@ -37,6 +37,7 @@ class CorpusStep(WizardStep):
             self.state.facts["corpus"] = {"clean_mb": 0.0, "tokens": 0.0, "documents": 0}
             self.evidence(engine.volume_line(0.0) + " (no domain text given)")
             return
+        self.state.facts.pop("corpus", None)  # stale until this scan answers: Next waits for it
         self.evidence(f"scanning {' '.join(specs)} ...")
         self.scan(specs)
 
