@@ -8,7 +8,7 @@ Adding an event type or a key is one line here.
 
 run_start has `resumed` (true when the run continues an earlier segment); a resumed run appends to the
 same file, so a reader that wants only the latest segment starts at the last run_start.
-Values of secret environment variables (HF_TOKEN and the like, training/runtime/redact.py) are never written.
+Values of secret environment variables (HF_TOKEN and the like, SECRET_NAMES below) are never written.
 
 Readers must ignore event types and keys they do not know (the schema only grows within a version).
 The writer appends and flushes each line, so a reader tailing the file never sees half a line
@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -71,6 +72,26 @@ EVENTS: dict[str, dict[str, str]] = {
 }
 
 
+# environment variables whose values are credentials (exact names, plus anything that looks like one);
+# their values are never written to events.jsonl (and, through training/runtime/redact.py, to train.log)
+SECRET_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_TOKEN", "WANDB_API_KEY", "OPENAI_API_KEY",
+                "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GITHUB_TOKEN")
+_LOOKS_SECRET = re.compile(r"(TOKEN|SECRET|API_KEY|PASSWORD)$")
+
+
+def secret_values(env: dict | None = None) -> list[str]:
+    env = os.environ if env is None else env
+    vals = {v for k, v in env.items() if (k in SECRET_NAMES or _LOOKS_SECRET.search(k)) and len(v) >= 6}
+    return sorted(vals, key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for s in secrets:
+        if s in text:
+            text = text.replace(s, "***")
+    return text
+
+
 def problems(rec: dict) -> list[str]:
     """What in one events.jsonl record is outside the contract (empty: it is inside)."""
     out = [f"missing {k}" for k in COMMON if k not in rec]
@@ -102,7 +123,6 @@ def _clean(v: Any) -> Any:
 
 class EventWriter:
     def __init__(self, path: str | os.PathLike, enabled: bool = True):
-        from training.runtime.redact import secret_values
         self.path = Path(path)
         self.enabled = enabled
         self._secrets = secret_values()
@@ -121,7 +141,6 @@ class EventWriter:
         if self._f is not None:
             line = json.dumps(rec, ensure_ascii=False)
             if self._secrets:
-                from training.runtime.redact import redact
                 line = redact(line, self._secrets)
             self._f.write(line + "\n")
             self._f.flush()
