@@ -14,7 +14,7 @@ from training.events import problems
 def test_every_line_of_a_real_run_is_inside_the_contract(tmp_path):
     recipe = write_recipe(tmp_path / "r.yaml", tiny_recipe(tmp_path / "runs", cpt_steps=2, sft_steps=2))
     p = cli("--recipe", str(recipe), timeout=900)
-    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
     run = only_run(tmp_path / "runs")
     evs = events_of(run)
     bad = [(e["event"], x) for e in evs for x in problems(e)]
