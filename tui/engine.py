@@ -23,28 +23,28 @@ DEMO_PROMPTS = ["What does json.dumps do?", "What is the signature of textwrap.w
                 "What does shutil.copytree do?"]
 MB = 1e6
 
-# the guide's tables (DESIGN.md), shown next to the evidence they apply to
-VOLUME_RULES = [(10, "< 10 MB", "RAG only"), (500, "10 - 500 MB", "RAG + fine-tuning"),
-                (10_000, "500 MB - 10 GB", "CPT then SFT"), (float("inf"), "> 10 GB", "CPT required, SFT shapes output")]
-PAIRS_RULES = [(500, "< 500", "RAG or few-shot"), (5000, "500 - 5,000", "LoRA/QLoRA"),
-               (float("inf"), "> 5,000", "full fine-tune or longer QLoRA")]
 GAP_RULES = {"knowledge": "knowledge gap -> CPT first", "behavior": "behaviour gap -> fine-tuning only",
              "none": "no gap -> RAG or nothing to train",
              None: "not judged yet: the probe's suggestion (if it ran) and the data volume decide"}
 
 
 def volume_line(clean_mb: float) -> str:
-    for hi, band, then in VOLUME_RULES:
-        if clean_mb < hi:
-            return f"{clean_mb:,.1f} MB clean text: {band} -> {then}"
-    return ""
+    """The guide's volume band for the evidence line, at decide()'s own thresholds and comparisons."""
+    from training.plan.decide import CPT_MIN_MB, CPT_REQUIRED_MB, RAG_MAX_MB
+    gb = f"{CPT_REQUIRED_MB / 1000:,.0f} GB"
+    band, then = ((f"< {RAG_MAX_MB:,} MB", "RAG only") if clean_mb < RAG_MAX_MB else
+                  (f"{RAG_MAX_MB:,} - {CPT_MIN_MB:,} MB", "RAG + fine-tuning") if clean_mb < CPT_MIN_MB else
+                  (f"{CPT_MIN_MB:,} MB - {gb}", "CPT then SFT") if clean_mb <= CPT_REQUIRED_MB else
+                  (f"> {gb}", "CPT required, SFT shapes output"))
+    return f"{clean_mb:,.1f} MB clean text: {band} -> {then}"
 
 
 def pairs_line(valid: int) -> str:
-    for hi, band, then in PAIRS_RULES:
-        if valid < hi:
-            return f"{valid:,} valid pairs: {band} -> {then}"
-    return ""
+    from training.plan.decide import PAIRS_FULL, PAIRS_MIN
+    band, then = ((f"< {PAIRS_MIN:,}", "RAG or few-shot") if valid < PAIRS_MIN else
+                  (f"{PAIRS_MIN:,} - {PAIRS_FULL:,}", "LoRA/QLoRA") if valid <= PAIRS_FULL else
+                  (f"> {PAIRS_FULL:,}", "full fine-tune or longer QLoRA"))
+    return f"{valid:,} valid pairs: {band} -> {then}"
 
 
 # ---------------------------------------------------------------- paths and the demo

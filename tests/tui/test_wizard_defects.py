@@ -94,9 +94,11 @@ def test_review_validates_with_the_recipe_loader_and_writes_nothing_invalid(tmp_
             assert "the recipe is not valid, nothing was written" in shown
             assert f"model folder '{model}' does not exist" in shown.replace("\n", "")
             await pilot.press("ctrl+s")
+            await pilot.pause(0.3)
+            assert "not written" in str(app.screen.query_one("#nav-note").render())
             await pilot.press("ctrl+r")
             await pilot.pause(0.5)
-            assert "not written" in str(app.screen.query_one("#nav-note").render())
+            assert "nothing was written" in str(app.screen.query_one("#nav-note").render())
             assert title(app) == "ReviewStep"
         assert not (tmp_path / "wizard.yaml").exists() and not (tmp_path / "runs").exists()
 
@@ -138,7 +140,7 @@ def test_focus_order_and_no_verdict_before_a_probe(tmp_path, monkeypatch):
             assert "body" not in seen and {"prompts", "verdict", "next"} <= seen
             await pilot.press("ctrl+n")
             await wait_for(pilot, lambda: title(app) == "CorpusStep", what="corpus step")
-            assert app.wizard.answers["gap"] is None and app.wizard.answers["prompts"][-1] == "What is a tenancy?"
+            assert app.wizard.answers["gap"] is None and "What is a tenancy?" in app.wizard.answers["prompts"]
             await wait_for(pilot, lambda: "corpus" in app.wizard.facts, timeout=300, what="scan")
             await to_step(pilot, "ReviewStep")
             assert app.focused is app.screen.query_one("#path")  # Enter here must not launch training

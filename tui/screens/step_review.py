@@ -79,7 +79,7 @@ class ReviewStep(WizardStep):
         self.write(then_run=False)
 
     def save(self) -> str | None:
-        return None if self.text else "the recipe is not valid; go back and fix it"
+        return None if self.text else "review step: the recipe is not valid (problems above); nothing was written"
 
     def finish(self) -> None:
         self.write(then_run=True)
