@@ -42,6 +42,8 @@ def facts_of(answers: dict, facts: dict, pick: tuple | None = None):
     price = answers.get("price")
     if card is not None and price is not None and float(price) == card.price_per_hour:
         price = None  # the table's price: the recipe names the table as its source, as plan does without --price
+    if card is None and not price:
+        price = None  # no price given for the CPU: nothing to name as its source
     path, method = pick if pick else (None, None)
     return Facts(model=answers.get("model") or None, shape=resolve_shape(answers.get("model")),
                  corpus=(facts.get("corpus") or {}).get("obj"), pairs=(facts.get("pairs") or {}).get("obj"),

@@ -24,7 +24,7 @@ class GapStep(WizardStep):
         yield TextArea("\n".join(prompts), id="prompts")
         yield Button("Run the probe", id="probe", disabled=not engine.gap_probe_available())
         yield Static("", id="answers")
-        yield Label("Your verdict on its answers (none picked: unknown, the probe's suggestion and the data decide)")
+        yield Label("Your verdict on its answers (none picked: unknown)")
         with RadioSet(id="verdict"):
             for key, text in VERDICTS:
                 yield RadioButton(text, value=key == a["gap"], name=key)
