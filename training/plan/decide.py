@@ -143,8 +143,7 @@ def decide(facts: Facts, cards: list[Card] | None = None) -> Decision:
     elif gap == "none":
         R("no gap: the base model already answers well -> no training; RAG for facts that change")
     else:
-        W("no gap evidence (run the gap probe or give a verdict: plan --probe / --gap, the wizard's step 2): "
-          "the data volume alone decides")
+        W("no gap evidence (no gap probe, no verdict): the data volume alone decides")
     if facts.gap is None and gap is not None:
         d.reasons[-1] += f" (suggested by the gap probe: {facts.probe.get('summary', '')}; give --gap to decide yourself)"
 
