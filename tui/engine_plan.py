@@ -18,6 +18,17 @@ PLANS = [("rag_only", None), ("sft", "lora"), ("sft", "qlora"), ("sft", "full"),
          ("cpt_sft", "qlora"), ("cpt_sft", "full"), ("cpt", None)]  # the rows shown when nothing can be estimated
 
 
+_CARDS: list = []
+
+
+def cards() -> list:
+    """The dated price table, read once per wizard (parsing the YAML was 95% of a decide() call)."""
+    if not _CARDS:
+        from training.plan.estimate import load_cards
+        _CARDS.extend(load_cards())
+    return _CARDS
+
+
 def plan_label(path: str | None, method: str | None) -> str:
     """`SFT (lora)`, `CPT (full weights) -> SFT (qlora)`: CPT always trains every weight, SFT by its method."""
     sft = f"SFT ({method})" if method else "SFT"
@@ -38,7 +49,7 @@ def facts_of(answers: dict, facts: dict, pick: tuple | None = None):
     from training.plan.shapes import resolve_shape
 
     gpu = str(answers.get("gpu") or "cpu")
-    card = find_card(gpu)
+    card = find_card(gpu, cards())
     price = answers.get("price")
     if card is not None and price is not None and float(price) == card.price_per_hour:
         price = None  # the table's price: the recipe names the table as its source, as plan does without --price
@@ -58,10 +69,10 @@ def decide_for(answers: dict, facts: dict, pick: tuple | None = None):
     the rules' own choice (as `plan` without --path/--method when the user takes the recommendation)."""
     from training.plan.decide import decide
     f = facts_of(answers, facts)
-    d = decide(f)
+    d = decide(f, cards())
     if pick and tuple(pick) != (d.path, d.method):
         f = facts_of(answers, facts, pick)
-        d = decide(f)
+        d = decide(f, cards())
     return f, d
 
 
@@ -74,24 +85,24 @@ def recommend(answers: dict, facts: dict) -> dict:
 def estimate_plans(answers: dict, facts: dict, pick: tuple | None = None) -> dict:
     """{"plans": [{path, method, label, hours, usd, vram_gib, fits, usd_on {gpu: usd}}], "gpus": [names], "note"}:
     the engine's estimates of every candidate on the chosen card, and the cost on the table's other cards."""
-    from training.plan.estimate import estimate_all, load_cards
+    from training.plan.estimate import estimate_all
 
     f, d = decide_for(answers, facts, pick)
-    cards = load_cards()
+    table = cards()
     if f.shape is None:
         return {"plans": [{"path": p, "method": m, "label": plan_label(p, m)} for p, m in PLANS], "gpus": [],
                 "note": f"unknown model size for {answers.get('model')}; no estimates"}
     w = f.workload()
-    by_card = {c.name: {(e.path, e.method): e for e in estimate_all(f.shape, w, c, f.gpu_count)} for c in cards}
+    by_card = {c.name: {(e.path, e.method): e for e in estimate_all(f.shape, w, c, f.gpu_count)} for c in table}
     mine = {(e.path, e.method): e for e in d.estimates}
     out = []
-    for key in (mine or by_card[cards[0].name]):
+    for key in (mine or by_card[table[0].name]):
         e = mine.get(key)
         out.append({"path": key[0], "method": key[1], "label": plan_label(*key),
                     "hours": e.hours if e else None, "usd": e.usd if e else None,
-                    "vram_gib": (e or by_card[cards[0].name][key]).peak_vram_gib, "fits": e.fits if e else None,
+                    "vram_gib": (e or by_card[table[0].name][key]).peak_vram_gib, "fits": e.fits if e else None,
                     "usd_on": {n: est[key].usd for n, est in by_card.items() if key in est}})
-    return {"plans": out, "gpus": [c.name for c in cards], "note": None if d.card else
+    return {"plans": out, "gpus": [c.name for c in table], "note": None if d.card else
             f"{answers.get('gpu')} is not in the price table: time and cost shown for the table's GPUs"}
 
 

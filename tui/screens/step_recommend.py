@@ -52,9 +52,17 @@ class RecommendStep(WizardStep):
                          allow_blank=False, id="method")
             yield from self.fields("sft")
 
-    def values(self, with_edits: bool = True) -> dict:
+    def values(self) -> dict:
         st = self.state
-        return engine.stage_values(st.answers, st.facts, st.plan, st.edits if with_edits else None)
+        return engine.stage_values(st.answers, st.facts, st.plan, st.edits)
+
+    def engine_values(self) -> dict:
+        """The recipe's stage values as the engine sets them for the current plan (no edits), once per plan."""
+        cache = self.__dict__.setdefault("_engine_values", {})
+        st = self.state
+        if st.plan not in cache:
+            cache[st.plan] = engine.stage_values(st.answers, st.facts, st.plan, None)
+        return cache[st.plan]
 
     def fields(self, which: str) -> ComposeResult:
         now = self.values()
@@ -146,11 +154,10 @@ class RecommendStep(WizardStep):
                 self.invalid.pop(event.input.id, None)
                 self.note("")
                 edits = self.state.edits.setdefault(stage, {})
-                if v == (self.values(with_edits=False).get(stage) or {}).get(key):
+                if v == (self.engine_values().get(stage) or {}).get(key):
                     edits.pop(key, None)  # the engine's own value: no edit
                 else:
-                    edits[key] = v
-                self.refresh_table()
+                    edits[key] = v  # the estimates do not depend on these fields: the table stays
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.action_next()
