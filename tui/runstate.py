@@ -88,6 +88,8 @@ class RunState:
     def apply(self, ev: dict) -> None:
         self.n_events += 1
         e, t = ev.get("event"), ev.get("t")
+        if e == "run_start" and self.t_last is not None:  # where the segment before ended (killed: its last event)
+            self.segments.append({"event": "segment_end", "t": self.t_last})
         if isinstance(t, (int, float)):
             self.t_start = t if self.t_start is None else min(self.t_start, t)
             self.t_last = t if self.t_last is None else max(self.t_last, t)
