@@ -46,7 +46,12 @@ def tiny_recipe(out_dir: Path, cpt_steps: int = 12, sft_steps: int = 8, **top) -
 
 
 def events_of(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
+    """Every line of the run's events.jsonl, each checked against the contract in training/events.py."""
+    from training.events import problems
+    evs = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
+    bad = [(e.get("event"), p) for e in evs for p in problems(e)]
+    assert not bad, f"{run_dir}/events.jsonl outside the events contract (training/events.py EVENTS): {bad[:5]}"
+    return evs
 
 
 def only_run(out_dir: Path) -> Path:

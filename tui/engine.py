@@ -4,9 +4,8 @@ Screens call only these functions and read only the plain dicts they return, so 
 behind them. Nothing here imports torch at import time; heavy work runs in a subprocess (demo assets,
 gap probe) or in the engine's own pure-Python modules, called from the screens' thread workers.
 
-The decision and estimates come from `training.plan.decide` / `training.plan.estimate` (issue 3). Where a build
-does not have them yet, `_fallback_*` apply the guide's tables as DESIGN.md states them, so the wizard
-still walks to a recipe; their lines say so.
+The scans, the decision, the estimates and the recipe are the engine's (`training.plan`), the same calls
+`tune-wizard plan` makes, so the two faces cannot disagree.
 """
 from __future__ import annotations
 
@@ -24,27 +23,28 @@ DEMO_PROMPTS = ["What does json.dumps do?", "What is the signature of textwrap.w
                 "What does shutil.copytree do?"]
 MB = 1e6
 
-# the guide's tables (DESIGN.md), shown next to the evidence they apply to
-VOLUME_RULES = [(10, "< 10 MB", "RAG only"), (500, "10 - 500 MB", "RAG + fine-tuning"),
-                (10_000, "500 MB - 10 GB", "CPT then SFT"), (float("inf"), "> 10 GB", "CPT required, SFT shapes output")]
-PAIRS_RULES = [(500, "< 500", "RAG or few-shot"), (5000, "500 - 5,000", "LoRA/QLoRA"),
-               (float("inf"), "> 5,000", "full fine-tune or longer QLoRA")]
 GAP_RULES = {"knowledge": "knowledge gap -> CPT first", "behavior": "behaviour gap -> fine-tuning only",
-             "none": "no gap -> RAG or nothing to train"}
+             "none": "no gap -> RAG or nothing to train",
+             None: "not judged yet: the probe's suggestion (if it ran) and the data volume decide"}
 
 
 def volume_line(clean_mb: float) -> str:
-    for hi, band, then in VOLUME_RULES:
-        if clean_mb < hi:
-            return f"{clean_mb:,.1f} MB clean text: {band} -> {then}"
-    return ""
+    """The guide's volume band for the evidence line, at decide()'s own thresholds and comparisons."""
+    from training.plan.decide import CPT_MIN_MB, CPT_REQUIRED_MB, RAG_MAX_MB
+    gb = f"{CPT_REQUIRED_MB / 1000:,.0f} GB"
+    band, then = ((f"< {RAG_MAX_MB:,} MB", "RAG only") if clean_mb < RAG_MAX_MB else
+                  (f"{RAG_MAX_MB:,} - {CPT_MIN_MB:,} MB", "RAG + fine-tuning") if clean_mb < CPT_MIN_MB else
+                  (f"{CPT_MIN_MB:,} MB - {gb}", "CPT then SFT") if clean_mb <= CPT_REQUIRED_MB else
+                  (f"> {gb}", "CPT required, SFT shapes output"))
+    return f"{clean_mb:,.1f} MB clean text: {band} -> {then}"
 
 
 def pairs_line(valid: int) -> str:
-    for hi, band, then in PAIRS_RULES:
-        if valid < hi:
-            return f"{valid:,} valid pairs: {band} -> {then}"
-    return ""
+    from training.plan.decide import PAIRS_FULL, PAIRS_MIN
+    band, then = ((f"< {PAIRS_MIN:,}", "RAG or few-shot") if valid < PAIRS_MIN else
+                  (f"{PAIRS_MIN:,} - {PAIRS_FULL:,}", "LoRA/QLoRA") if valid <= PAIRS_FULL else
+                  (f"> {PAIRS_FULL:,}", "full fine-tune or longer QLoRA"))
+    return f"{valid:,} valid pairs: {band} -> {then}"
 
 
 # ---------------------------------------------------------------- paths and the demo
@@ -75,81 +75,51 @@ def real_path(spec: str) -> str:
 # ---------------------------------------------------------------- scans
 
 def _tokenizer(model: str | None) -> str | None:
-    if not _has("training.plan.cli"):
-        return None
     from training.plan.cli import tokenizer_dir
     return tokenizer_dir(model)
 
 
-def _has(module: str) -> bool:
-    import importlib.util
-    return importlib.util.find_spec(module) is not None
-
-
 def scan_corpus(specs: list[str], progress=lambda done, total: None, model: str | None = None) -> dict:
-    """Bytes, documents, exact and near duplicates, clean MB, estimated tokens of the domain text."""
-    if _has("training.plan.scan"):
-        from training.plan.scan import scan_corpus as engine_scan
-        f = engine_scan([real_path(s) for s in specs], _tokenizer(model), lambda d, t, _what: progress(d, t))
-        if not f.files:
-            raise ValueError("; ".join(f.skipped) or f"no .txt/.md/.jsonl/.parquet files in {' '.join(specs)}")
-        return {"files": f.files, "bytes": f.total_bytes, "documents": f.documents, "duplicates": f.exact_duplicates,
-                "dup_rate": f.exact_dup_rate, "near_dup_rate": f.near_dup_rate, "clean_mb": f.clean_mb,
-                "tokens": f.tokens, "tokens_source": f.tokens_method, "skipped": f.skipped, "obj": f}
-    return _fallback_scan_corpus(specs, progress)
-
-
-def _fallback_scan_corpus(specs: list[str], progress) -> dict:
-    from training.data import DataError, doc_hash, iter_documents
-    from training.recipe import expand_data
-
-    files = [f for s in specs for f in expand_data(real_path(s))]
-    if not files:
-        raise ValueError(f"no .txt/.md/.jsonl/.parquet files found in {' '.join(specs)}")
-    seen: set[bytes] = set()
-    total = sum(f.stat().st_size for f in files)
-    docs = dups = clean_bytes = done = 0
-    skipped = []
-    for f in files:
-        try:
-            for _, _, text in iter_documents([f]):
-                docs += 1
-                h = doc_hash(text)
-                if h in seen:
-                    dups += 1
-                else:
-                    seen.add(h)
-                    clean_bytes += len(text.encode("utf-8"))
-        except DataError as e:
-            skipped.append(str(e))
-        done += f.stat().st_size
-        progress(done, total)
-    return {"files": len(files), "bytes": total, "documents": docs, "duplicates": dups,
-            "dup_rate": dups / docs if docs else 0.0, "clean_mb": clean_bytes / MB,
-            "tokens": clean_bytes / 4, "tokens_source": "bytes/4 guess", "skipped": skipped, "near_dup_rate": None}
+    """Bytes, documents, exact and near duplicates, clean MB, estimated tokens of the domain text
+    (training.plan.scan, the same scan `tune-wizard plan` runs), in a child process: the scan's own
+    process pool cannot start inside the running app (tui/scan_child.py says why)."""
+    from training.plan.scan import CorpusFacts
+    args = json.dumps({"paths": [real_path(s) for s in specs], "tokenizer_dir": _tokenizer(model)})
+    proc = subprocess.Popen([sys.executable, "-m", "tui.scan_child", args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_subprocess_env(), cwd=str(ROOT))
+    result = None
+    for line in proc.stdout:
+        msg = json.loads(line)
+        if "progress" in msg:
+            progress(*msg["progress"])
+        else:
+            result = msg
+    err = proc.stderr.read()
+    proc.wait()
+    if result is None:
+        raise RuntimeError(f"the corpus scan stopped: {(err.strip().splitlines() or ['no output'])[-1]}")
+    if "error" in result:
+        raise ValueError(result["error"])
+    f = CorpusFacts(**result["facts"])
+    if not f.files:
+        raise ValueError("; ".join(f.skipped) or f"no .txt/.md/.jsonl/.parquet files in {' '.join(specs)}")
+    return {"files": f.files, "bytes": f.total_bytes, "documents": f.documents, "duplicates": f.exact_duplicates,
+            "dup_rate": f.exact_dup_rate, "near_dup_rate": f.near_dup_rate, "clean_mb": f.clean_mb,
+            "tokens": f.tokens, "tokens_source": f.tokens_method, "skipped": f.skipped, "obj": f}
 
 
 def scan_pairs(spec: str, model: str | None = None) -> dict:
-    if _has("training.plan.pairs_scan"):
-        from training.plan.pairs_scan import scan_pairs as engine_scan
-        f = engine_scan(real_path(spec), _tokenizer(model))
-        return {"valid": f.valid, "formats": dict(f.formats), "invalid": f.invalid,
-                "invalid_shown": [(r["line"], r["reason"]) for r in f.invalid_rows], "duplicates": f.duplicates,
-                "tokens_mean": f.mean_tokens, "tokens_p95": f.max_len, "obj": f}
-    from training.data import read_pairs
-
-    res = read_pairs(Path(real_path(spec)))
-    keys = {json.dumps(r, sort_keys=True) for r in res.rows}
-    lens = sorted(len(json.dumps(r, ensure_ascii=False)) / 4 for r in res.rows) or [0]  # ~4 bytes a token
-    return {"valid": len(res.rows), "formats": dict(res.formats), "invalid": len(res.invalid),
-            "invalid_shown": res.invalid[:20], "duplicates": len(res.rows) - len(keys),
-            "tokens_mean": sum(lens) / len(lens), "tokens_p95": lens[int(0.95 * (len(lens) - 1))]}
+    from training.plan.pairs_scan import scan_pairs as engine_scan
+    f = engine_scan(real_path(spec), _tokenizer(model))
+    return {"valid": f.valid, "formats": dict(f.formats), "invalid": f.invalid,
+            "invalid_shown": [(r["line"], r["reason"]) for r in f.invalid_rows], "duplicates": f.duplicates,
+            "tokens_mean": f.mean_tokens, "tokens_p95": f.max_len, "obj": f}
 
 
 # ---------------------------------------------------------------- gap probe
 
 def gap_probe_available() -> bool:
-    return _has("training.plan.probe")
+    return True  # training.plan.probe runs the model in a subprocess
 
 
 def run_gap_probe(model: str, prompts: list[str], corpus: list[str], timeout: float = 300) -> dict:
@@ -179,11 +149,12 @@ def hardware_choices() -> tuple[list[dict], list[str]]:
     return cards, nvidia_gpus()
 
 
-from tui.engine_plan import estimate_plans, recommend, recipe_text, why  # noqa: E402  (the plan half of the door)
+from tui.engine_plan import (default_edits, estimate_plans, recipe_text, recommend,  # noqa: E402  (the plan half)
+                             stage_values)
 
 __all__ = ["DEMO", "DEMO_PROMPTS", "volume_line", "pairs_line", "GAP_RULES", "scan_corpus", "scan_pairs",
            "gap_probe_available", "run_gap_probe", "hardware_choices", "recommend", "estimate_plans",
-           "recipe_text", "why", "write_recipe", "start_run", "real_path"]
+           "recipe_text", "default_edits", "stage_values", "write_recipe", "start_run", "real_path"]
 
 
 def write_recipe(path: Path, text: str) -> Path:

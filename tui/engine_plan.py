@@ -1,213 +1,153 @@
-"""The plan half of the engine door: recommendation, estimates per candidate plan, the recipe text.
+"""The plan half of the engine door: the wizard's answers as the engine's `Facts`, the engine's `decide()`
+with the user's pick as the override, and the recipe from `recipe_from_decision` plus the user's field edits.
 
-answers: model, goal, gap (knowledge | behavior | none), corpus [specs], pairs spec, budget, gpu, gpu_count, price
-facts:   corpus (scan_corpus), pairs (scan_pairs), probe (or None)
-overrides: {"cpt": {learning_rate, epochs, max_steps}, "sft": {learning_rate, epochs, max_steps, lora_r}}
+Nothing here decides, estimates or picks a default: `training.plan.decide` does, exactly as for
+`tune-wizard plan`, so the same answers write the same recipe (tests/tui/test_wizard_equals_plan.py).
+
+answers: model, goal, gap (knowledge | behavior | none | None: unknown), corpus [specs], pairs spec, budget,
+         gpu (a card of recipes/gpu_prices.yaml or "cpu"), gpu_count, price
+facts:   corpus, pairs (the scans' dicts, the engine's object under "obj"), probe (or None)
+pick:    (path, method) the user goes with, or None for the recommendation
+edits:   {"cpt": {recipe stage key: value}, "sft": {...}}: only the fields the user changed
 """
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+import os
 
-import yaml
-
-ROOT = Path(__file__).resolve().parent.parent
 PLANS = [("rag_only", None), ("sft", "lora"), ("sft", "qlora"), ("sft", "full"), ("cpt_sft", "lora"),
-         ("cpt_sft", "qlora"), ("cpt_sft", "full"), ("cpt", None)]
+         ("cpt_sft", "qlora"), ("cpt_sft", "full"), ("cpt", None)]  # the rows shown when nothing can be estimated
 
 
-def plan_label(path: str, method: str | None) -> str:
-    names = {"rag_only": "RAG only", "sft": "SFT", "cpt_sft": "CPT -> SFT", "cpt": "CPT only"}
-    return names.get(path, path) + (f" ({method})" if method else "")
+_CARDS: list = []
 
 
-def _has(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+def cards() -> list:
+    """The dated price table, read once per wizard (parsing the YAML was 95% of a decide() call)."""
+    if not _CARDS:
+        from training.plan.estimate import load_cards
+        _CARDS.extend(load_cards())
+    return _CARDS
 
 
-# ---------------------------------------------------------------- recommendation
+def plan_label(path: str | None, method: str | None) -> str:
+    """`SFT (lora)`, `CPT (full weights) -> SFT (qlora)`: CPT always trains every weight, SFT by its method."""
+    sft = f"SFT ({method})" if method else "SFT"
+    return {"rag_only": "RAG only", "sft": sft, "cpt_sft": f"CPT (full weights) -> {sft}",
+            "cpt": "CPT (full weights)"}.get(path or "", str(path))
+
+
+def _spec_path(spec: str) -> str:
+    """Paths as `tune-wizard plan` writes them: absolute; the demo's builtin: names stay as they are."""
+    from training.recipe import BUILTIN
+    return spec if spec.startswith(BUILTIN) else os.path.abspath(os.path.expanduser(spec))
+
+
+def facts_of(answers: dict, facts: dict, pick: tuple | None = None):
+    """The engine's Facts for these answers (what `tune-wizard plan` builds from its flags)."""
+    from training.plan.decide import Facts
+    from training.plan.estimate import find_card
+    from training.plan.shapes import resolve_shape
+
+    gpu = str(answers.get("gpu") or "cpu")
+    card = find_card(gpu, cards())
+    price = answers.get("price")
+    if card is not None and price is not None and float(price) == card.price_per_hour:
+        price = None  # the table's price: the recipe names the table as its source, as plan does without --price
+    if card is None and not price:
+        price = None  # no price given for the CPU: nothing to name as its source
+    path, method = pick if pick else (None, None)
+    return Facts(model=answers.get("model") or None, shape=resolve_shape(answers.get("model")),
+                 corpus=(facts.get("corpus") or {}).get("obj"), pairs=(facts.get("pairs") or {}).get("obj"),
+                 gap=answers.get("gap"), probe=facts.get("probe"), budget_usd=answers.get("budget"),
+                 gpu=card.name if card else gpu, gpu_count=int(answers.get("gpu_count") or 1),
+                 price_per_hour=None if price is None else float(price), override_path=path,
+                 override_method=method if path in ("sft", "cpt_sft") else None)
+
+
+def decide_for(answers: dict, facts: dict, pick: tuple | None = None):
+    """(Facts, Decision): decide() on the answers; the user's pick is an override only where it differs from
+    the rules' own choice (as `plan` without --path/--method when the user takes the recommendation)."""
+    from training.plan.decide import decide
+    f = facts_of(answers, facts)
+    d = decide(f, cards())
+    if pick and tuple(pick) != (d.path, d.method):
+        f = facts_of(answers, facts, pick)
+        d = decide(f, cards())
+    return f, d
+
 
 def recommend(answers: dict, facts: dict) -> dict:
-    """path, method, reasons, warnings, source. The engine's decide() when this build has it."""
-    scanned = [(facts.get(k) or {}).get("obj") for k in ("corpus", "pairs")]
-    if not _has("training.plan.decide") or all(x is None for x in scanned):
-        return _fallback_decide(answers, facts)
-    from training.plan.decide import Facts, decide
-    from training.plan.estimate import find_card, load_cards
-    from training.plan.shapes import resolve_shape
-
-    cards = load_cards()
-    card = find_card(str(answers.get("gpu")), cards)
-    f = Facts(model=answers.get("model"), shape=resolve_shape(answers.get("model")) if card else None,
-              corpus=(facts.get("corpus") or {}).get("obj"), pairs=(facts.get("pairs") or {}).get("obj"),
-              gap=answers.get("gap"), probe=facts.get("probe"), budget_usd=answers.get("budget"),
-              gpu=card.name if card else cards[0].name, gpu_count=int(answers.get("gpu_count") or 1),
-              price_per_hour=answers.get("price") if card else None)
-    d = decide(f, cards)
-    src = "training.decide" if card else f"training.decide; {answers.get('gpu')} has no estimate, rules only"
-    return {"path": d.path, "method": d.method, "reasons": list(d.reasons), "warnings": list(d.warnings),
-            "source": src}
+    """The rules' own choice (no override): path, method, reasons, warnings."""
+    _, d = decide_for(answers, facts)
+    return {"path": d.path, "method": d.method, "reasons": list(d.reasons), "warnings": list(d.warnings)}
 
 
-def _fallback_decide(a: dict, facts: dict) -> dict:
-    mb = (facts.get("corpus") or {}).get("clean_mb", 0.0)
-    pairs = (facts.get("pairs") or {}).get("valid", 0)
-    gap = a.get("gap") or "knowledge"
-    reasons, warnings = [], []
-    if mb >= 500 and gap != "behavior":
-        path = "cpt_sft" if pairs >= 500 else "cpt"
-        reasons.append(f"{mb:,.0f} MB clean text >= 500 MB and a knowledge gap -> continued pre-training first")
-    elif pairs >= 500:
-        path = "sft"
-        reasons.append(f"{mb:,.1f} MB clean text < 500 MB: too little for CPT -> RAG for facts + fine-tuning")
-    else:
-        path = "rag_only"
-        reasons.append(f"{pairs} pairs < 500 and {mb:,.1f} MB < 500 MB -> RAG or few-shot, nothing to train yet")
-    method = None
-    if path in ("sft", "cpt_sft"):
-        method = "full" if pairs > 5000 else ("qlora" if a.get("gpu") not in ("cpu", None) else "lora")
-        reasons.append(f"{pairs:,} pairs -> {method}" + (" (no GPU here: LoRA, QLoRA needs CUDA)"
-                                                          if a.get("gpu") == "cpu" and pairs <= 5000 else ""))
-    if gap == "behavior":
-        reasons.append("behaviour gap (right facts, wrong format) -> fine-tuning only")
-    if path in ("cpt", "cpt_sft") and mb < 500:
-        warnings.append(f"only {mb:,.1f} MB of clean text for CPT; the guide wants 500 MB or more")
-    if path in ("sft", "cpt_sft") and pairs < 500:
-        warnings.append(f"only {pairs} pairs; the guide wants 500 or more for LoRA")
-    return {"path": path, "method": method, "reasons": reasons, "warnings": warnings,
-            "source": "guide tables, interim rules"}
+def estimate_plans(answers: dict, facts: dict, pick: tuple | None = None) -> dict:
+    """{"plans": [{path, method, label, hours, usd, vram_gib, fits, usd_on {gpu: usd}}], "gpus": [names], "note"}:
+    the engine's estimates of every candidate on the chosen card, and the cost on the table's other cards."""
+    from training.plan.estimate import estimate_all
 
-
-# ---------------------------------------------------------------- estimates
-
-def estimate_plans(answers: dict, facts: dict, overrides: dict | None = None) -> dict:
-    """{"plans": [{path, method, label, hours, usd, vram_gib, fits, usd_on {gpu: usd}}], "gpus": [names], "note"}"""
-    if not (_has("training.plan.estimate") and _has("training.plan.shapes")):
-        return {"plans": [{"path": p, "method": m, "label": plan_label(p, m)} for p, m in PLANS],
-                "gpus": [], "note": "no estimator in this build (issue 3 brings training.plan.estimate)"}
-    from training.plan.estimate import estimate_all, load_cards
-    from training.plan.shapes import resolve_shape
-
-    shape = resolve_shape(answers.get("model"))
-    if shape is None:
+    f, d = decide_for(answers, facts, pick)
+    table = cards()
+    if f.shape is None:
         return {"plans": [{"path": p, "method": m, "label": plan_label(p, m)} for p, m in PLANS], "gpus": [],
                 "note": f"unknown model size for {answers.get('model')}; no estimates"}
-    w = workload(facts, overrides or {})
-    n = int(answers.get("gpu_count") or 1)
-    cards = load_cards()
-    by_card = {c.name: {(e.path, e.method): e for e in estimate_all(shape, w, c, n)} for c in cards}
-    chosen = next((c for c in cards if c.name.lower() == str(answers.get("gpu", "")).lower()), None)
-    mine = {(e.path, e.method): e for e in estimate_all(shape, w, chosen, n, price=answers.get("price") or None)} \
-        if chosen is not None else {}
+    w = f.workload()
+    by_card = {c.name: {(e.path, e.method): e for e in estimate_all(f.shape, w, c, f.gpu_count)} for c in table}
+    mine = {(e.path, e.method): e for e in d.estimates}
     out = []
-    for (path, method) in by_card[cards[0].name]:
-        e = mine.get((path, method))
-        out.append({"path": path, "method": method, "label": plan_label(path, method),
+    for key in (mine or by_card[table[0].name]):
+        e = mine.get(key)
+        out.append({"path": key[0], "method": key[1], "label": plan_label(*key),
                     "hours": e.hours if e else None, "usd": e.usd if e else None,
-                    "vram_gib": e.peak_vram_gib if e else by_card[cards[0].name][(path, method)].peak_vram_gib,
-                    "fits": e.fits if e else None,
-                    "usd_on": {n: est[(path, method)].usd for n, est in by_card.items() if (path, method) in est}})
-    return {"plans": out, "gpus": [c.name for c in cards], "note": None if chosen else
+                    "vram_gib": (e or by_card[table[0].name][key]).peak_vram_gib, "fits": e.fits if e else None,
+                    "usd_on": {n: est[key].usd for n, est in by_card.items() if key in est}})
+    return {"plans": out, "gpus": [c.name for c in table], "note": None if d.card else
             f"{answers.get('gpu')} is not in the price table: time and cost shown for the table's GPUs"}
 
 
-def workload(facts: dict, ov: dict):
-    from training.plan.estimate import Workload
-    c, p = facts.get("corpus") or {}, facts.get("pairs") or {}
-    w = Workload(corpus_tokens=c.get("tokens", 0.0), pairs=p.get("valid", 0),
-                 pair_tokens_mean=p.get("tokens_mean", 0.0))
-    cpt, sft = ov.get("cpt") or {}, ov.get("sft") or {}
-    if cpt.get("max_steps") and w.corpus_tokens:
-        w.cpt_epochs = cpt["max_steps"] * w.micro_batch * w.cpt_seq / w.corpus_tokens
-    elif cpt.get("epochs"):
-        w.cpt_epochs = cpt["epochs"]
-    if sft.get("max_steps") and w.pairs:
-        w.sft_epochs = sft["max_steps"] * w.micro_batch / w.pairs
-    elif sft.get("epochs"):
-        w.sft_epochs = sft["epochs"]
-    return w
+def default_edits(answers: dict) -> dict:
+    """The demo's random-init tiny model learns only at the demo recipe's values (recipes/demo.yaml);
+    any other model starts from the engine's recipe unchanged."""
+    if answers.get("model") != "builtin:tiny-llama":
+        return {}
+    from pathlib import Path
+
+    import yaml
+    demo = yaml.safe_load((Path(__file__).resolve().parent.parent / "recipes" / "demo.yaml").read_text())
+    keep = ("seq_len", "max_seq_len", "learning_rate", "warmup_ratio", "max_steps", "micro_batch_size", "grad_accum",
+            "logging_steps")
+    return {st["type"]: {k: st[k] for k in keep if k in st} for st in demo["stages"]}
 
 
-# ---------------------------------------------------------------- recipe
+def recipe_data(answers: dict, facts: dict, pick: tuple, edits: dict | None = None, name: str = "wizard") -> dict:
+    """recipe_from_decision(...) as plain data, then the user's edits applied (not validated yet)."""
+    from training.plan.decide import apply_edits, recipe_from_decision
 
-def default_overrides(answers: dict, path: str, method: str | None) -> dict:
-    """Starting hyperparameters: the guide's (DESIGN.md), or the demo recipe's for the built-in tiny model."""
-    ov = {"cpt": {"learning_rate": 1e-5, "epochs": 1.0, "max_steps": None},
-          "sft": {"learning_rate": 2e-4, "epochs": 3.0, "max_steps": None, "lora_r": 16}}
-    if answers.get("model") == "builtin:tiny-llama":
-        demo = yaml.safe_load((ROOT / "recipes" / "demo.yaml").read_text())
-        for st in demo["stages"]:
-            ov[st["type"]].update(learning_rate=st["learning_rate"], max_steps=st.get("max_steps"))
-    return ov
-
-
-def recipe_dict(answers: dict, path: str, method: str | None, ov: dict, name: str = "wizard") -> dict:
-    if path == "rag_only":
-        raise ValueError("RAG only trains nothing, so there is no recipe to run; pick a training plan to write one")
-    stages = []
-    demo = answers.get("model") == "builtin:tiny-llama"
-    if path in ("cpt", "cpt_sft"):
-        c = ov.get("cpt") or {}
-        st = {"type": "cpt", "data": list(answers["corpus"]), "learning_rate": c.get("learning_rate", 1e-5),
-              "epochs": c.get("epochs") or 1.0}
-        if c.get("max_steps"):
-            st["max_steps"] = int(c["max_steps"])
-        if demo:
-            st.update(seq_len=256, micro_batch_size=8, logging_steps=5, warmup_ratio=0.05)
-        stages.append(st)
-    if path in ("sft", "cpt_sft"):
-        s = ov.get("sft") or {}
-        st = {"type": "sft", "method": method or "lora", "data": answers["pairs"],
-              "learning_rate": s.get("learning_rate", 2e-4), "epochs": s.get("epochs") or 3.0}
-        if s.get("max_steps"):
-            st["max_steps"] = int(s["max_steps"])
-        if st["method"] != "full":
-            r = int(s.get("lora_r") or 16)
-            st["lora"] = {"r": r, "alpha": 2 * r}
-        if demo:
-            st.update(micro_batch_size=16, max_seq_len=256, logging_steps=5)
-        stages.append(st)
-    hw = {"gpu": answers.get("gpu") or "auto", "gpu_count": int(answers.get("gpu_count") or 1),
-          "price_per_gpu_hour": float(answers.get("price") or 0.0)}
-    if answers.get("budget") is not None:
-        hw["budget_usd"] = float(answers["budget"])
-    return {"version": 1, "name": name, "seed": 42, "output_dir": answers.get("output_dir") or "runs",
-            "model": {"id": answers["model"]}, "hardware": hw, "stages": stages}
+    f, d = decide_for(answers, facts, pick)
+    corpus = [_spec_path(s) for s in answers.get("corpus") or []] or None
+    pairs = _spec_path(answers["pairs"]) if answers.get("pairs") else None
+    recipe = recipe_from_decision(d, f, corpus, pairs, name=name, output_dir=answers.get("output_dir") or "runs",
+                                  check_paths=False)
+    data = recipe.model_dump(mode="json", exclude_none=False)
+    data.pop("resolved", None)
+    return apply_edits(data, edits or {})
 
 
-def why(state) -> dict:
-    """The recipe's `decision` and `estimate` sections from the wizard's state: what the rules said, what
-    the user chose (an override of the recommendation is said so), the evidence in brief, the estimate."""
-    import datetime as _dt
-    path, method = state.plan
-    rec = state.recommendation or {}
-    warnings = list(rec.get("warnings", []))
-    if rec and (rec.get("path"), rec.get("method")) != (path, method):
-        warnings.append(f"the user chose {plan_label(path, method)} over the recommended "
-                        f"{plan_label(rec.get('path'), rec.get('method'))}")
-    c, p = state.facts.get("corpus") or {}, state.facts.get("pairs") or {}
-    evidence = {"gap": state.answers.get("gap"), "budget_usd": state.answers.get("budget"),
-                "gpu": state.answers.get("gpu"), "corpus_clean_mb": c.get("clean_mb"), "pairs_valid": p.get("valid")}
-    out = {"decision": {"path": path, "method": method, "reasons": list(rec.get("reasons", [])), "warnings": warnings,
-                        "evidence": {k: v for k, v in evidence.items() if v is not None},
-                        "decided_by": f"tune-wizard wizard {_dt.date.today().isoformat()}"}}
-    chosen = next((x for x in state.plans if (x["path"], x["method"]) == (path, method)), None)
-    if chosen and chosen.get("hours") is not None:
-        out["estimate"] = {"hours": float(f"{chosen['hours']:.4g}"), "usd": float(f"{chosen['usd']:.4g}"),
-                           "peak_vram_gib": float(f"{chosen['vram_gib']:.4g}"),
-                           "source": f"tune-wizard estimate for {state.answers.get('gpu_count', 1)} x "
-                                     f"{state.answers.get('gpu')}"}
+def stage_values(answers: dict, facts: dict, pick: tuple, edits: dict | None = None) -> dict:
+    """{"cpt": {key: value}, "sft": {...}}: what the recipe's stages hold, to fill the edit fields."""
+    try:
+        data = recipe_data(answers, facts, pick, edits)
+    except ValueError:  # rag_only, or a stage without its data: nothing to edit
+        return {}
+    out = {}
+    for st in data["stages"]:
+        out[st["type"]] = dict(st, lora_r=(st.get("lora") or {}).get("r"))
     return out
 
 
-def recipe_text(answers: dict, path: str, method: str | None, ov: dict, name: str = "wizard",
-                why: dict | None = None) -> str:
-    """The recipe YAML, validated by the strict schema (a RecipeError says what is wrong)."""
-    from training.recipe import Recipe
-    data = recipe_dict(answers, path, method, ov, name)
-    data.update(why or {})
-    Recipe.model_validate(data)  # strict: unknown keys or bad values fail here, not in the run
-    head = (f"# written by the tune-wizard wizard: {plan_label(path, method)} for {answers['model']}\n"
-            f"# goal: {answers.get('goal') or '-'}\n"
-            f"# every other key takes its default; `tune-wizard schema` lists them\n")
-    return head + yaml.safe_dump(data, sort_keys=False)
+def recipe_text(answers: dict, facts: dict, pick: tuple, edits: dict | None = None, name: str = "wizard") -> str:
+    """The recipe YAML, byte for byte what `tune-wizard plan -o` writes for the same answers and no edits.
+    Raises training.recipe.RecipeError (every problem, with its key) or ValueError (rag_only)."""
+    from training.recipe import dump_recipe, validate_data
+    return dump_recipe(validate_data(recipe_data(answers, facts, pick, edits, name)))

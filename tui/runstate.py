@@ -62,6 +62,8 @@ class RunState:
     stopped: dict | None = None
     errors: list[dict] = field(default_factory=list)
     n_events: int = 0
+    machine: dict | None = None  # the latest `gpu` event: the run's own machine
+    segments: list[dict] = field(default_factory=list)  # run_start / finished events: what the budget counts
 
     # ------------------------------------------------------------ reading
     @classmethod
@@ -96,10 +98,16 @@ class RunState:
     def apply(self, ev: dict) -> None:
         self.n_events += 1
         e, t = ev.get("event"), ev.get("t")
+        if e == "run_start" and self.t_last is not None:  # where the segment before ended (killed: its last event)
+            self.segments.append({"event": "segment_end", "t": self.t_last})
         if isinstance(t, (int, float)):
             self.t_start = t if self.t_start is None else min(self.t_start, t)
             self.t_last = t if self.t_last is None else max(self.t_last, t)
-        if e == "run_start":
+        if e in ("run_start", "finished"):
+            self.segments.append(ev)
+        if e == "gpu":
+            self.machine = ev
+        elif e == "run_start":
             self.device = ev.get("device")
             self.finished = self.stopped = None  # a resumed run: a new segment starts
         elif e == "resume" and ev.get("done"):
@@ -157,10 +165,15 @@ class RunState:
         return cur.train[-1][1] if cur and cur.train else None
 
     def elapsed_s(self, now: float | None = None) -> float:
+        """Billed seconds, by the budget cap's rule (training/runtime/budget.py): each segment of a resumed
+        run from its run_start to its end, the time between segments not counted."""
+        from training.runtime.budget import elapsed_before
         if self.t_start is None:
             return 0.0
         end = self.t_last if self.finished else (now or time.time())
-        return max(0.0, end - self.t_start)
+        if not self.segments:  # a run without run_start yet (or an old file): first event to now
+            return max(0.0, end - self.t_start)
+        return elapsed_before([*self.segments, {"event": "now", "t": end}])
 
     def remaining_s(self) -> float | None:
         """Time the steps not yet run will take, at the pace measured so far (None if nothing is measured)."""

@@ -1,6 +1,7 @@
 """One sample of the machine: per-GPU numbers from NVML, or host RAM/CPU from psutil when no NVIDIA GPU.
 
-Plain functions, no UI: the monitor calls `Sampler.sample()` from a thread worker.
+Plain functions, no UI. The monitor shows the run's own `gpu` events when the run writes them (the worker
+samples its machine, training/runtime/machine.py); `Sampler` samples this machine for older runs.
 """
 from __future__ import annotations
 
@@ -31,64 +32,27 @@ class Sample:
     gpus: list[GpuSample] = field(default_factory=list)
     host: HostSample | None = None
     note: str | None = None  # e.g. "no NVIDIA GPU found (NVML: ...)"
+    hostname: str | None = None  # the machine sampled (a run's `gpu` events name theirs)
+    from_run: bool = False  # True: read from the run's `gpu` events; False: sampled here
+
+
+def sample_from(fields: dict) -> Sample:
+    """A Sample from a `gpu` event's fields (training/runtime/machine.py writes them; the run's machine)."""
+    host = fields.get("host")
+    gpus = [GpuSample(**{k: g.get(k) for k in GpuSample.__dataclass_fields__}) for g in fields.get("gpus") or []]
+    return Sample(gpus=gpus, host=HostSample(**{k: host.get(k) for k in HostSample.__dataclass_fields__}) if host else None,
+                  note=fields.get("note"), hostname=fields.get("hostname"))
 
 
 class Sampler:
-    """Opens NVML once; falls back to the host when there is no driver or no device."""
+    """This machine, for a run that writes no `gpu` events (runs started before they existed)."""
 
     def __init__(self):
-        self.nvml = None
-        self.why_no_gpu = None
-        try:
-            import pynvml
-            pynvml.nvmlInit()
-            if pynvml.nvmlDeviceGetCount() == 0:
-                raise RuntimeError("no devices")
-            self.nvml = pynvml
-        except Exception as e:  # no driver, no library, no device: all mean "no GPU here"
-            self.why_no_gpu = str(e).strip() or type(e).__name__
+        from training.runtime.machine import Machine
+        self.machine = Machine()
 
     def sample(self) -> Sample:
-        if self.nvml is not None:
-            try:
-                return Sample(gpus=self._gpus())
-            except Exception as e:
-                self.why_no_gpu = f"NVML stopped answering: {e}"
-                self.close()
-        return Sample(host=self._host(), note=f"no NVIDIA GPU found ({self.why_no_gpu}); showing the host")
-
-    def _gpus(self) -> list[GpuSample]:
-        nv = self.nvml
-        out = []
-        for i in range(nv.nvmlDeviceGetCount()):
-            h = nv.nvmlDeviceGetHandleByIndex(i)
-            name = nv.nvmlDeviceGetName(h)
-            mem = nv.nvmlDeviceGetMemoryInfo(h)
-            out.append(GpuSample(index=i, name=name.decode() if isinstance(name, bytes) else name,
-                                 mem_used_gib=mem.used / 2**30, mem_total_gib=mem.total / 2**30,
-                                 util_pct=_try(lambda: nv.nvmlDeviceGetUtilizationRates(h).gpu),
-                                 temp_c=_try(lambda: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)),
-                                 power_w=_try(lambda: nv.nvmlDeviceGetPowerUsage(h) / 1000)))
-        return out
-
-    @staticmethod
-    def _host() -> HostSample:
-        import psutil
-        vm = psutil.virtual_memory()
-        return HostSample(cpu_pct=psutil.cpu_percent(interval=None), ram_used_gib=(vm.total - vm.available) / 2**30,
-                          ram_total_gib=vm.total / 2**30, cores=psutil.cpu_count() or 1)
+        return sample_from(self.machine.sample())
 
     def close(self) -> None:
-        if self.nvml is not None:
-            try:
-                self.nvml.nvmlShutdown()
-            except Exception:
-                pass
-            self.nvml = None
-
-
-def _try(fn):
-    try:
-        return fn()
-    except Exception:
-        return None
+        self.machine.close()

@@ -108,14 +108,16 @@ def _sft_method(n_pairs: int, est: list[PlanEstimate], path: str, budget: float 
 
 def decide(facts: Facts, cards: list[Card] | None = None) -> Decision:
     card = find_card(facts.gpu, cards or load_cards())
-    if card is None:
+    if card is None and facts.gpu.strip().lower() != "cpu":
         raise ValueError(f"unknown GPU '{facts.gpu}'; see recipes/gpu_prices.yaml")
     mb = facts.corpus.clean_mb if facts.corpus else 0.0
     n = facts.pairs.valid if facts.pairs else 0
     gap, budget = facts.gap, facts.budget_usd
     if gap is None and facts.probe and facts.probe.get("suggested_gap"):
         gap = facts.probe["suggested_gap"]
-    est = estimate_all(facts.shape, facts.workload(), card, facts.gpu_count, facts.price_per_hour) if facts.shape else []
+    # no card (gpu "cpu", the wizard's demo on this machine): the rules alone, no estimate
+    est = estimate_all(facts.shape, facts.workload(), card, facts.gpu_count, facts.price_per_hour) \
+        if facts.shape and card else []
     d = Decision(path="rag_only", method=None, estimates=est, card=card)
     R, W = d.reasons.append, d.warnings.append
 
@@ -143,7 +145,7 @@ def decide(facts: Facts, cards: list[Card] | None = None) -> Decision:
     elif gap == "none":
         R("no gap: the base model already answers well -> no training; RAG for facts that change")
     else:
-        W("no gap evidence (run with --probe or give --gap): the data volume alone decides")
+        W("no gap evidence (no gap probe, no verdict): the data volume alone decides")
     if facts.gap is None and gap is not None:
         d.reasons[-1] += f" (suggested by the gap probe: {facts.probe.get('summary', '')}; give --gap to decide yourself)"
 
@@ -270,6 +272,28 @@ def recipe_from_decision(d: Decision, facts: Facts, corpus_paths: list[str] | No
                             "peak_vram_gib": float(f"{e.peak_vram_gib:.4g}"),
                             "source": f"tune-wizard estimate for {e.gpu_count} x {e.gpu}"}
     return validate_data(data, check_paths=check_paths)
+
+
+EDITABLE = {"cpt": ("learning_rate", "epochs", "max_steps", "seq_len", "micro_batch_size", "grad_accum",
+                    "warmup_ratio", "logging_steps"),
+            "sft": ("learning_rate", "epochs", "max_steps", "max_seq_len", "micro_batch_size", "grad_accum",
+                    "warmup_ratio", "logging_steps", "lora_r")}
+
+
+def apply_edits(data: dict, edits: dict) -> dict:
+    """The user's field edits on a recipe's data (the wizard's plan step): {"cpt"|"sft": {key: value}}.
+    `lora_r` sets the LoRA rank and keeps alpha = 2 r (the guide's r=16, alpha=32). None clears a key
+    (max_steps: train by epochs). The result still goes through the recipe loader."""
+    for st in data.get("stages", []):
+        for key, value in (edits.get(st.get("type")) or {}).items():
+            if key not in EDITABLE.get(st["type"], ()):
+                raise ValueError(f"{st['type']}.{key} is not an editable field")
+            if key == "lora_r":
+                if st.get("lora") is not None and value is not None:
+                    st["lora"] = dict(st["lora"], r=value, alpha=2 * value)
+            else:
+                st[key] = value
+    return data
 
 
 def decision_record(d: Decision, facts: Facts) -> dict:

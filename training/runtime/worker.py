@@ -144,6 +144,8 @@ def main(run_dir: str) -> int:
     ev.emit("run_start", run_id=run.name, name=recipe.name, pid=os.getpid(), device=device, resumed=bool(earlier),
             world_size=world_size(), strategy=recipe.hardware.strategy,
             stages=[{"name": s.name, "type": s.type, "method": getattr(s, "method", "full")} for s in recipe.stages])
+    from training.runtime.machine import MachineEvents
+    machine = MachineEvents(ev).start() if main_rank else None  # `gpu` events: the run's own machine
     if recipe.model.trust_remote_code:
         ev.emit("warning", kind="trust_remote_code", message=(
             f"model.trust_remote_code is on: Python code shipped with {recipe.model.id} runs in this process"))
@@ -233,6 +235,8 @@ def main(run_dir: str) -> int:
     except Exception as e:  # noqa: BLE001
         traceback.print_exc()
         ev.emit("report", error=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
+    if machine is not None:
+        machine.stop()
     ev.emit("finished", **finish)
     ev.close()
     if hb is not None:

@@ -33,6 +33,7 @@ class MonitorScreen(Screen):
         Binding("d", "detach", "detach"),
         Binding("q", "quit_monitor", "quit"),
         Binding("question_mark", "app.help", "help", key_display="?"),
+        Binding("ctrl+q", "detach", "detach", show=False, priority=True),  # never leave without saying how to return
     ]
 
     def __init__(self, run: Path, interval: float = 0.5, sampler=None, now: float | None = None):
@@ -78,7 +79,7 @@ class MonitorScreen(Screen):
                 alive = pid_alive(self.run)
                 log = tail_lines(self.run / "train.log", 6)
                 sample = None
-                if time.time() - last_sample >= 1.0:
+                if self.state.machine is None and time.time() - last_sample >= 1.0:  # no `gpu` events: here
                     sample, last_sample = sampler.sample(), time.time()
                 self.app.call_from_thread(self.update_from, events, alive, log, sample)
                 if not alive and not events and self.state.finished:
@@ -91,10 +92,24 @@ class MonitorScreen(Screen):
         for ev in events:
             self.state.apply(ev)
         self.alive = alive
-        self.query_one("#log", Static).update("\n".join(["[b]train.log[/b]", *(_escape(x) for x in log)]))
+        self.query_one("#log", Static).update(self.log_text(log))
+        if self.state.machine is not None:
+            from tui.sysmon import sample_from
+            sample = sample_from(self.state.machine)
+            sample.from_run = True
         if sample is not None:
             self.query_one(GpuPanel).show(sample)
         self.redraw()
+
+    def log_text(self, log: list[str]) -> str:
+        """The end of train.log; before the first step, what the run is doing instead (the libraries' start-up
+        warnings in those seconds look like a failure and are not one)."""
+        st = self.state
+        started = any(s.train or s.state in ("done", "failed", "stopped") for s in st.stages)
+        if self.alive and not started and not st.finished and not st.errors:
+            what = "loading the model and preparing the data" if st.n_events else "starting the training process"
+            return f"[b]train.log[/b]\n[dim]{what}... (the first step follows; train.log has the details)[/]"
+        return "\n".join(["[b]train.log[/b]", *(_escape(x) for x in log)])
 
     def redraw(self) -> None:
         st = self.state
@@ -141,10 +156,18 @@ class MonitorScreen(Screen):
         self.app.exit(result=self.leave_message(detached=False))
 
     def leave_message(self, detached: bool) -> str:
-        if detached and self.alive and not self.state.finished:
+        """What the terminal says after the monitor: how to come back, stop, or resume the run."""
+        if self.alive and not self.state.finished:
             return (f"training goes on in the background.\n  watch it:  tune-wizard attach {self.run}\n"
                     f"  stop it:   tune-wizard stop {self.run}   (saves a checkpoint first)")
-        return f"run folder: {self.run} ({self.state.state(self.alive)})"
+        status = self.state.state(self.alive)
+        out = f"run folder: {self.run} ({status})"
+        if status in ("stopped", "dead", "failed"):
+            out += (f"\n  resume it: tune-wizard --recipe {self.run / 'recipe.yaml'} --resume {self.run}"
+                    f"   (from its last checkpoint)")
+        if status != "dead":
+            out += f"\n  look back: tune-wizard attach {self.run}"
+        return out
 
 
 def _escape(s: str) -> str:

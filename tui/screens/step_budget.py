@@ -81,8 +81,8 @@ class BudgetStep(WizardStep):
         try:
             gpu, n, price, budget = self.values()
         except ValueError:
-            return "GPUs must be a whole number; price and budget numbers"
+            return "budget step: GPUs must be a whole number; price and budget numbers"
         if n < 1 or price < 0 or (budget is not None and budget < 0):
-            return "GPUs at least 1; price and budget not negative"
+            return "budget step: GPUs at least 1; price and budget not negative"
         self.state.answers.update(gpu=gpu, gpu_count=n, price=price, budget=budget)
         return None

@@ -12,6 +12,10 @@ from tui import engine
 from tui.screens.wizard import WizardStep
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 class CorpusStep(WizardStep):
     index = 2
 
@@ -37,6 +41,7 @@ class CorpusStep(WizardStep):
             self.state.facts["corpus"] = {"clean_mb": 0.0, "tokens": 0.0, "documents": 0}
             self.evidence(engine.volume_line(0.0) + " (no domain text given)")
             return
+        self.state.facts.pop("corpus", None)  # stale until this scan answers: Next waits for it
         self.evidence(f"scanning {' '.join(specs)} ...")
         self.scan(specs)
 
@@ -64,7 +69,7 @@ class CorpusStep(WizardStep):
         self.state.facts["corpus"] = facts
         source = re.sub(r"^tokenizer \S+", "tokenizer", facts["tokens_source"])  # not this machine's path
         self.evidence(engine.volume_line(facts["clean_mb"]),
-                      f"{facts['files']} files, {facts['bytes'] / 1e6:,.1f} MB, {facts['documents']:,} documents, "
+                      f"{_n(facts['files'], 'file')}, {facts['bytes'] / 1e6:,.1f} MB, {_n(facts['documents'], 'document')}, "
                       f"{facts['dup_rate']:.1%} exact duplicates"
                       + (f", {facts['near_dup_rate']:.1%} near" if facts.get("near_dup_rate") is not None else "")
                       + f", ~{facts['tokens'] / 1e6:,.2f}M tokens "

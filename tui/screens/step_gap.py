@@ -24,20 +24,20 @@ class GapStep(WizardStep):
         yield TextArea("\n".join(prompts), id="prompts")
         yield Button("Run the probe", id="probe", disabled=not engine.gap_probe_available())
         yield Static("", id="answers")
-        yield Label("Your verdict on its answers")
+        yield Label("Your verdict on its answers (none picked: unknown)")
         with RadioSet(id="verdict"):
             for key, text in VERDICTS:
                 yield RadioButton(text, value=key == a["gap"], name=key)
 
     def on_mount(self) -> None:
-        self.query_one("#verdict", RadioSet).focus()
+        self.query_one("#prompts", TextArea).focus()  # type prompts first; no verdict before any answer
         if not engine.gap_probe_available():
             self.query_one("#answers", Static).update(
                 "[dim]the automatic probe is not in this build; judge from your own tries of the model[/]")
         self.show(self.state.answers["gap"])
 
-    def show(self, gap: str) -> None:
-        self.evidence(f"your verdict: {gap} -> {engine.GAP_RULES[gap]}")
+    def show(self, gap: str | None) -> None:
+        self.evidence(f"your verdict: {gap or 'unknown'} -> {engine.GAP_RULES[gap]}")
 
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
         self.show(event.pressed.name)
@@ -72,5 +72,5 @@ class GapStep(WizardStep):
 
     def save(self) -> str | None:
         pressed = self.query_one("#verdict", RadioSet).pressed_button
-        self.state.answers.update(gap=pressed.name if pressed else "knowledge", prompts=self.prompts())
+        self.state.answers.update(gap=pressed.name if pressed else None, prompts=self.prompts())
         return None

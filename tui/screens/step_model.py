@@ -19,6 +19,10 @@ def describe_model(model: str) -> str:
     if os.path.isdir(os.path.expanduser(model)):
         has_cfg = os.path.isfile(os.path.join(os.path.expanduser(model), "config.json"))
         return f"local folder {model}: " + ("config.json found" if has_cfg else "no config.json: is it a model?")
+    if model.startswith(("/", ".", "~")):
+        return f"[red]no folder {model} on this machine[/]: give a local model folder or a Hugging Face id"
+    if any(c.isspace() for c in model):
+        return f"[red]'{model}' has a space[/]: a Hugging Face id has none (e.g. meta-llama/Llama-3.1-8B)"
     return f"Hugging Face id {model}: needs the offline cache or network on the box that trains"
 
 
@@ -68,6 +72,8 @@ class ModelStep(WizardStep):
         model = self.query_one("#model", Input).value.strip()
         if not model:
             return "give a model (or press Ctrl+T for the demo data)"
+        if any(c.isspace() for c in model) and not os.path.isdir(os.path.expanduser(model)):
+            return f"model step: '{model}' has a space and is no folder here; a Hugging Face id has none"
         problem, note = engine.check_model(model)
         if problem:
             return problem

@@ -30,6 +30,7 @@ class PairsStep(WizardStep):
             self.state.facts["pairs"] = {"valid": 0, "tokens_mean": 0.0}
             self.evidence(engine.pairs_line(0) + " (no pairs given)")
             return
+        self.state.facts.pop("pairs", None)  # stale until this scan answers: Next waits for it
         self.evidence(f"reading {spec} ...")
         self.scan(spec)
 

@@ -10,7 +10,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label, Select, Static
 
 from tui import engine
-from tui.engine_plan import default_overrides, plan_label
+from tui.engine_plan import plan_label
 from tui.screens.wizard import WizardStep
 
 FIELDS = [("cpt", "learning_rate", "lr", float), ("cpt", "max_steps", "max steps", int),
@@ -35,11 +35,12 @@ class RecommendStep(WizardStep):
 
     def body(self) -> ComposeResult:
         st = self.state
+        self.invalid: dict[str, str] = {}  # field id -> problem; Next is blocked while any is here
         self.rec = st.recommendation = engine.recommend(st.answers, st.facts)
         if st.plan is None:
             st.plan = (self.rec["path"], self.rec["method"])
-        if not st.overrides:
-            st.overrides = default_overrides(st.answers, *st.plan)
+        if st.edits is None:
+            st.edits = engine.default_edits(st.answers)
         yield Static(id="decision")
         yield DataTable(id="plans", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="cpt-row", classes="ov-row"):
@@ -51,25 +52,53 @@ class RecommendStep(WizardStep):
                          allow_blank=False, id="method")
             yield from self.fields("sft")
 
+    def values(self) -> dict:
+        st = self.state
+        return engine.stage_values(st.answers, st.facts, st.plan, st.edits)
+
+    def engine_values(self) -> dict:
+        """The recipe's stage values as the engine sets them for the current plan (no edits), once per plan."""
+        cache = self.__dict__.setdefault("_engine_values", {})
+        st = self.state
+        if st.plan not in cache:
+            cache[st.plan] = engine.stage_values(st.answers, st.facts, st.plan, None)
+        return cache[st.plan]
+
     def fields(self, which: str) -> ComposeResult:
+        now = self.values()
         for stage, key, label, _ in FIELDS:
             if stage == which:
-                v = self.state.overrides.get(stage, {}).get(key)
+                v = (now.get(stage) or {}).get(key)
                 yield Label(f" {label} ")
-                yield Input("" if v is None else f"{v:g}", id=f"ov-{stage}-{key}", classes="ov")
+                yield Input("" if v is None else f"{v:g}", id=f"ov-{stage}-{key}", classes="ov",
+                            disabled=stage not in now)
 
     def on_mount(self) -> None:
-        r = self.rec
-        lines = [f"[b]recommended: {plan_label(r['path'], r['method'])}[/b]  [dim]({r['source']})[/]"]
-        lines += [f"  because {x}" for x in r["reasons"]]
-        lines += [f"  [yellow]⚠ {w}[/]" for w in r["warnings"]]
-        self.query_one("#decision", Static).update("\n".join(lines))
         self.refresh_table()
         self.query_one(DataTable).focus()
 
+    def show_decision(self) -> None:
+        r = self.rec
+        lines = [f"[b]recommended: {plan_label(r['path'], r['method'])}[/b]"]
+        lines += [f"  because {x}" for x in r["reasons"]]
+        lines += [f"  [yellow]⚠ {w}[/]" for w in r["warnings"]]
+        self.query_one("#decision", Static).update("\n".join(lines))
+
+    def refresh_fields(self) -> None:
+        """After a new plan: the stages' values as the engine sets them for that plan, plus the user's edits."""
+        now = self.values()
+        for stage, key, _, _ in FIELDS:
+            field = self.query_one(f"#ov-{stage}-{key}", Input)
+            field.disabled = stage not in now
+            if field.id not in self.invalid:
+                v = (now.get(stage) or {}).get(key)
+                with field.prevent(Input.Changed):
+                    field.value = "" if v is None else f"{v:g}"
+
     def refresh_table(self) -> None:
         st = self.state
-        est = engine.estimate_plans(st.answers, st.facts, st.overrides)
+        self.show_decision()
+        est = engine.estimate_plans(st.answers, st.facts, st.plan)
         self.plans = st.plans = est["plans"]
         others = [g for g in est["gpus"] if g != st.answers["gpu"]][:3]
         table = self.query_one(DataTable)
@@ -96,18 +125,22 @@ class RecommendStep(WizardStep):
                 line += f" vs budget {_usd(budget)}" + (": [red]over[/]" if chosen["usd"] > budget else ": within")
         self.evidence(line, est["note"] or "Enter on a row picks it; ✗ = does not fit the card; ⚠ = over budget")
 
+    def pick(self, path: str, method: str | None) -> None:
+        self.state.plan = (path, method)
+        self.refresh_table()
+        self.refresh_fields()
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         p = self.plans[event.cursor_row]
-        self.state.plan = (p["path"], p["method"])
         if p["method"]:
-            self.query_one("#method", Select).value = p["method"]
-        self.refresh_table()
+            with self.query_one("#method", Select).prevent(Select.Changed):
+                self.query_one("#method", Select).value = p["method"]
+        self.pick(p["path"], p["method"])
 
     def on_select_changed(self, event: Select.Changed) -> None:
         path, method = self.state.plan
         if path in ("sft", "cpt_sft") and event.value != method:
-            self.state.plan = (path, str(event.value))
-            self.refresh_table()
+            self.pick(path, str(event.value))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         for stage, key, label, kind in FIELDS:
@@ -115,16 +148,23 @@ class RecommendStep(WizardStep):
                 try:
                     v = kind(event.value) if event.value.strip() else None
                 except ValueError:
-                    self.note(f"[red]{label}: not a number[/]")
+                    self.invalid[event.input.id] = f"{stage.upper()} {label}: '{event.value}' is not a number"
+                    self.note(f"[red]{self.invalid[event.input.id]}[/]")
                     return
+                self.invalid.pop(event.input.id, None)
                 self.note("")
-                self.state.overrides.setdefault(stage, {})[key] = v
-                self.refresh_table()
+                edits = self.state.edits.setdefault(stage, {})
+                if v == (self.engine_values().get(stage) or {}).get(key):
+                    edits.pop(key, None)  # the engine's own value: no edit
+                else:
+                    edits[key] = v  # the estimates do not depend on these fields: the table stays
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.action_next()
 
     def save(self) -> str | None:
+        if self.invalid:
+            return "plan step: " + "; ".join(self.invalid.values()) + "; fix it to go on"
         if self.state.plan[0] == "rag_only":
             return "RAG only trains nothing: no recipe to write. Pick a training plan to go on"
         return None

@@ -31,18 +31,25 @@ class ReviewStep(WizardStep):
         return "Write & run ^R"
 
     def on_mount(self) -> None:
+        if self.render_recipe():
+            self.query_one("#path", Input).focus()  # Enter here must not launch a training run
+        self.show_path()
+
+    def render_recipe(self) -> bool:
+        """Build the recipe through the engine and the recipe loader; show it, or every problem in it."""
         st = self.state
         try:
-            self.text = engine.recipe_text(st.answers, *st.plan, st.overrides, name=self.recipe_name(),
-                                          why=engine.why(st))
-        except Exception as e:  # a schema problem in an override: say which, the user goes back
+            self.text = engine.recipe_text(st.answers, st.facts, st.plan, st.edits, name=self.recipe_name())
+        except Exception as e:  # RecipeError: every problem with its key; ValueError: nothing to train
             self.text = None
-            self.query_one("#yaml", Static).update(f"[red]{e}[/]")
-            self.evidence("[red]the recipe is not valid; go back (Ctrl+B) and fix the answer named above[/]")
-            return
-        self.query_one("#yaml", Static).update(Syntax(self.text, "yaml", theme="ansi_dark", background_color="default"))
-        self.show_path()
-        self.query_one("#next", Button).focus()
+            lines = e.lines() if hasattr(e, "lines") else [str(e)]
+            self.query_one("#yaml", Static).update(
+                "[red]the recipe is not valid, nothing was written:[/]\n" + "\n".join(f"[red]- {x}[/]" for x in lines)
+                + "\n[dim]go back (Ctrl+B) to the step that holds the value named above[/]")
+            return False
+        self.query_one("#yaml", Static).update(Syntax(self.text, "yaml", theme="ansi_dark", background_color="default",
+                                                      word_wrap=True))
+        return True
 
     def recipe_name(self) -> str:
         stem = Path(self.query_one("#path", Input).value.strip() or "wizard.yaml").stem
@@ -72,17 +79,15 @@ class ReviewStep(WizardStep):
         self.write(then_run=False)
 
     def save(self) -> str | None:
-        return None if self.text else "the recipe is not valid; go back and fix it"
+        return None if self.text else "review step: the recipe is not valid (problems above); nothing was written"
 
     def finish(self) -> None:
         self.write(then_run=True)
 
     def write(self, then_run: bool) -> None:
-        if not self.text:
+        if not self.render_recipe():  # validated again: the name follows the path field
+            self.note("[red]not written: the recipe is not valid (problems above)[/]")
             return
-        st = self.state
-        self.text = engine.recipe_text(st.answers, *st.plan, st.overrides, name=self.recipe_name(),
-                                          why=engine.why(st))
         target = self.target()
 
         def go(yes: bool | None = True) -> None:

@@ -28,12 +28,12 @@ STEPS = [  # (title, "module:Class", short name for the breadcrumb)
 
 @dataclass
 class WizardState:
-    answers: dict = field(default_factory=lambda: {"model": "", "goal": "", "gap": "knowledge", "corpus": [],
+    answers: dict = field(default_factory=lambda: {"model": "", "goal": "", "gap": None, "corpus": [],
                                                    "pairs": "", "budget": None, "gpu": "cpu", "gpu_count": 1,
                                                    "price": 0.0, "output_dir": "runs"})
     facts: dict = field(default_factory=dict)  # corpus, pairs, probe
     plan: tuple[str, str | None] | None = None  # (path, method) the user goes with
-    overrides: dict = field(default_factory=dict)
+    edits: dict | None = None  # the user's changes to the engine's recipe: {"cpt"|"sft": {key: value}}
     recipe_path: str = "wizard.yaml"
     recommendation: dict | None = None  # engine.recommend(): path, method, reasons, warnings
     plans: list = field(default_factory=list)  # engine.estimate_plans()["plans"] for the chosen GPU
@@ -68,7 +68,7 @@ class WizardStep(Screen):
         crumbs = " > ".join(f"[b reverse] {t} [/]" if i == self.index else short
                             for i, (t, _, short) in enumerate(STEPS))
         yield Static(f"{self.index + 1}/{len(STEPS)} {crumbs}", id="crumbs")
-        with VerticalScroll(id="body"):
+        with VerticalScroll(id="body", can_focus=False):  # no invisible tab stop: Tab goes field to field
             yield from self.body()
         yield Static("", id="evidence")
         with Horizontal(id="nav"):

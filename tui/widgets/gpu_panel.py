@@ -14,7 +14,8 @@ def _bar(frac: float, width: int = 10) -> str:
 
 
 def gpu_text(s: Sample | None) -> Text:
-    t = Text("hardware\n", style="bold")
+    where = f" of the run: {s.hostname}" if s is not None and s.from_run and s.hostname else ""
+    t = Text(f"hardware{where}\n", style="bold")
     if s is None:
         return t.append("sampling...", style="dim")
     for g in s.gpus:
