@@ -30,6 +30,7 @@ COMMANDS = {
     "runs": "tui.cli:cmd_runs",
     "schema": "tui.cli:cmd_schema",
     "plan": "training.plan.cli:main",
+    "preflight": "training.runtime.preflight:main",
     "report": "tui.run_commands:cmd_report",
     "export": "tui.run_commands:cmd_export",
 }
