@@ -66,6 +66,7 @@ def run_preflight(resolved, steps: int = DEFAULT_STEPS, auto: list[str] | None =
         (tmp / "recipe.yaml").write_text(dump_recipe(resolved), encoding="utf-8")
         argv = [sys.executable, "-m", "training.runtime.preflight", "--child", str(tmp), "--steps", str(steps),
                 "--auto", ",".join(auto or [])]
+        sim_token_cap = sim_token_cap or int(os.environ.get("TUNE_WIZARD_SIMULATE_BATCH_TOKEN_CAP", "0") or 0)
         if sim_token_cap:
             argv += ["--simulate-batch-token-cap", str(sim_token_cap)]
         env = dict(os.environ)
