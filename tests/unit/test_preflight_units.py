@@ -145,3 +145,16 @@ def test_calibration_nearest_point_on_this_card(tmp_path, monkeypatch):
     assert len(calibration.load()) == 3
     monkeypatch.setenv("TUNE_WIZARD_CALIBRATION", "off")
     assert calibration.load() == [] and calibration.append([{"x": 1}]) is None
+
+
+def test_report_sets_the_run_against_the_preflight():
+    from training.runtime.preflight import report_lines
+    recipe = {"estimate": {"hours": 0.01, "source": "preflight", "preflight": {
+        "device": "cpu", "date": "2026-12-01", "steps": 8,
+        "stages": [{"stage": "cpt", "tokens_per_s": 1000.0, "s_per_step": 0.5, "peak_mem_gib": 0.8, "projected_s": 30.0}]}}}
+    events = [{"event": "step", "stage": "cpt", "step": s, "tokens_per_s": 900.0 + s, "step_time_s": 0.6}
+              for s in (1, 2, 3, 4)] + [{"event": "stage_end", "stage": "cpt", "runtime_s": 33.0, "peak_mem_gib": 0.9}]
+    lines = report_lines(recipe, events)
+    assert "| cpt | preflight | 1,000 | 0.500 | 0.80 | 30.0 |" in lines
+    assert "| cpt | this run | 903 | 0.600 | 0.90 | 33.0 |" in lines   # median of steps 2..4
+    assert report_lines({"estimate": {"hours": 1}}, events) == []

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-CACHE_PER_CORPUS_BYTE = 6.0   # Arrow text rows + int64 ids (~2 tokens per 8 bytes... see docstring) + packed blocks
+CACHE_PER_CORPUS_BYTE = 6.0   # Arrow text rows (~1x) + int64 ids and lengths (~2x: 8 bytes per ~4-byte token) + packed blocks (~2x) + slack
 MARGIN = 1.10                 # 10% on top: logs, plots, tokenizer files, filesystem slack
 FIXED_BYTES = 20 * 2**20      # events, train.log, report, plots
 
