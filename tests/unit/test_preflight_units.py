@@ -158,3 +158,25 @@ def test_report_sets_the_run_against_the_preflight():
     assert "| cpt | preflight | 1,000 | 0.500 | 0.80 | 30.0 |" in lines
     assert "| cpt | this run | 903 | 0.600 | 0.90 | 33.0 |" in lines   # median of steps 2..4
     assert report_lines({"estimate": {"hours": 1}}, events) == []
+
+
+def test_a_finished_run_feeds_the_calibration_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNE_WIZARD_CALIBRATION", str(tmp_path / "cal.jsonl"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 128, "intermediate_size": 352,
+                                                   "num_hidden_layers": 4, "num_attention_heads": 4,
+                                                   "num_key_value_heads": 2, "vocab_size": 4096,
+                                                   "tie_word_embeddings": True}))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "recipe.yaml").write_text(json.dumps({"version": 1, "name": "t", "model": {"id": str(model)}, "stages": [
+        {"type": "cpt", "data": ["x.txt"], "seq_len": 256, "micro_batch_size": 8}]}))
+    ev = [{"event": "run_start", "device": "cpu"}] + \
+        [{"event": "step", "stage": "cpt", "step": s, "tokens_per_s": t} for s, t in ((1, 10.0), (2, 100.0), (3, 300.0), (4, 200.0))] + \
+        [{"event": "stage_end", "stage": "cpt", "peak_mem_gib": 0.7}]
+    (run / "events.jsonl").write_text("\n".join(json.dumps(e) for e in ev) + "\n")
+    assert calibration.record_run(run) is not None
+    (pt,) = calibration.load()
+    assert (pt["source"], pt["card"], pt["method"], pt["seq"], pt["micro_batch"]) == ("run", "cpu", "full", 256, 8)
+    assert pt["tokens_per_s"] == 200.0 and pt["peak_mem_gib"] == 0.7  # the median after the first step
