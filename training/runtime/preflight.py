@@ -13,7 +13,8 @@ measurement in a child process (`python -m training.runtime.preflight --child ..
   2. the stage's own code (training/runtime/stages) on the recipe's data (a CPT corpus larger than
      SAMPLE_BYTES is sampled: its first documents) with max_steps = N, logging every step, one evaluation
      and one checkpoint at step N. The worst case comes first: CPT blocks are all seq_len long; unpacked
-     SFT batches are grouped by length and the Trainer's length-grouped sampler puts the longest first;
+     SFT batches grouped by length (the CPU default) come longest first from the Trainer's length-grouped
+     sampler; packed SFT rows are all about max_seq_len long;
   3. measured: tokens/s and s/step after WARMUP steps, peak memory (torch allocator and NVML on CUDA;
      the process's peak RSS on the CPU, reset per stage through /proc/self/clear_refs), headroom,
      checkpoint size and save time, evaluation time, data-preparation time per GB.
@@ -60,8 +61,9 @@ def run_preflight(resolved, steps: int = DEFAULT_STEPS, auto: list[str] | None =
     from training.recipe import dump_recipe
 
     out_dir = Path(os.path.expanduser(resolved.output_dir))
+    made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".preflight-", dir=out_dir))
+    tmp = Path(tempfile.mkdtemp(prefix=".preflight-", dir=out_dir))  # on the disk the run will write to
     try:
         (tmp / "recipe.yaml").write_text(dump_recipe(resolved), encoding="utf-8")
         argv = [sys.executable, "-m", "training.runtime.preflight", "--child", str(tmp), "--steps", str(steps),
@@ -80,6 +82,11 @@ def run_preflight(resolved, steps: int = DEFAULT_STEPS, auto: list[str] | None =
         return json.loads(report.read_text(encoding="utf-8"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if made:
+            try:
+                out_dir.rmdir()  # nothing of the preflight stays, not even the folder it made
+            except OSError:
+                pass
 
 
 def problems(report: dict, recipe) -> list[str]:
@@ -471,8 +478,6 @@ def measure_stage(recipe, i: int, tmp: Path, steps: int, auto: bool, sim_token_c
     pf.save_steps = pf.eval_steps = steps
     pf.logging_steps = 1
     pf.save_total_limit = 1
-    if st.type == "sft" and not pf.packing:
-        pf.group_by_length = True  # the length-grouped sampler puts the longest micro-batch first
     probe = _Probe(run / "cache" / st.name)
     ev = EventWriter(run / "events.jsonl")
     ctx = Ctx(run_dir=run, events=ev, stage_index=i, base_model=base_model, tokenizer_src=base_model,
