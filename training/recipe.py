@@ -95,6 +95,7 @@ class StageBase(Strict):
     logging_steps: int = Field(10, ge=1)
     eval_steps: int | None = Field(None, ge=1, description="default: about 5 evaluations per stage")
     save_steps: int | None = Field(None, ge=1, description="default: about 5 checkpoints per stage")
+    save_total_limit: int = Field(2, ge=1, description="checkpoints kept on disk (the oldest is deleted after a new one)")
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
 
@@ -165,6 +166,8 @@ class Estimate(Strict):
     usd: float | None = Field(None, ge=0)
     peak_vram_gib: float | None = Field(None, ge=0)
     source: str | None = None
+    preflight: dict[str, Any] | None = Field(None, description="measured by `tune-wizard preflight`: per-stage tokens/s, "
+                                             "s/step, peak memory, projected seconds (source: preflight)")
 
 
 class DecisionRecord(Strict):

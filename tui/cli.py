@@ -1,7 +1,8 @@
 """`tune-wizard` entry point: argument parsing and dispatch only. Heavy imports stay in the commands.
 
   tune-wizard                         the interactive wizard
-  tune-wizard --recipe R.yaml         run a recipe headless   [--dry-run] [--set key.path=value ...]
+  tune-wizard --recipe R.yaml         run a recipe headless   [--dry-run] [--set key.path=value ...] [--preflight]
+  tune-wizard preflight R.yaml        measure a few real steps per stage; project time, cost, memory, disk
                                       [--node-rank K --main-address HOST --run-name NAME]  (several nodes)
   tune-wizard --recipe R.yaml --resume [RUN_DIR]   continue a stopped or killed run from its last checkpoint
   tune-wizard attach [RUN_DIR]        follow a run (the latest by default)
@@ -30,6 +31,7 @@ COMMANDS = {
     "runs": "tui.cli:cmd_runs",
     "schema": "tui.cli:cmd_schema",
     "plan": "training.plan.cli:main",
+    "preflight": "training.runtime.preflight:main",
     "report": "tui.run_commands:cmd_report",
     "export": "tui.run_commands:cmd_export",
 }
@@ -44,7 +46,7 @@ def main_parser() -> argparse.ArgumentParser:
         prog="tune-wizard",
         description="Decide between continued pre-training, fine-tuning, both or retrieval from measured "
                     "evidence; write a recipe; run it and watch it.",
-        epilog="commands: plan, attach [RUN_DIR], stop [RUN_DIR], runs, report [RUN_DIR], "
+        epilog="commands: plan, preflight R.yaml, attach [RUN_DIR], stop [RUN_DIR], runs, report [RUN_DIR], "
                "export [RUN_DIR] [--merge], schema (each has --help). "
                "Without --recipe or a command, the interactive wizard starts.")
     p.add_argument("--recipe", metavar="R.yaml", help="run this recipe headless")
@@ -59,6 +61,9 @@ def main_parser() -> argparse.ArgumentParser:
     m.add_argument("--main-port", type=int, metavar="PORT", help="rendezvous port [hardware.main_port, env MASTER_PORT]")
     m.add_argument("--run-name", metavar="NAME", help="the run folder's name under output_dir; required with "
                                                       "several nodes, the same on each, so they share one folder")
+    p.add_argument("--preflight", action="store_true", help="first train a few real steps of each stage on this "
+                   "machine; refuse to launch when memory, disk or hardware.max_cost_usd would be exceeded")
+    p.add_argument("--preflight-steps", type=int, default=8, metavar="N", help="optimizer steps per stage [8]")
     p.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR",
                    help="continue this recipe's run from its last checkpoint (default: its newest unfinished run)")
     return p
@@ -143,6 +148,8 @@ def run_recipe(args) -> int:
         err(bad)
         return EXIT_BAD_INPUT
     _warn_trust(resolved)
+    if args.preflight and rank == 0 and (code := _preflight(args, recipe, resolved)) is not None:
+        return code
     if args.dry_run:
         print(describe(resolved))
         print("--- resolved recipe ---")
@@ -165,6 +172,27 @@ def run_recipe(args) -> int:
     print(f"run folder: {run}" + (f" (node {rank} of {resolved.hardware.num_nodes})" if rank else ""), flush=True)
     proc = launch(run, rank, addr, port)
     return follow(run, proc)
+
+
+def _preflight(args, recipe, resolved) -> int | None:
+    """--preflight: measure (training/runtime/preflight.py, in a child process), print it, and refuse with one
+    line per problem; else write what it measured into the resolved recipe and return None (go on)."""
+    from training.runtime.preflight import apply_to_recipe, auto_batch_stages, problems, render, run_preflight
+    print(f"preflight: {args.preflight_steps} optimizer steps of each stage on this machine ...", flush=True)
+    try:
+        report = run_preflight(resolved, args.preflight_steps, auto_batch_stages(recipe))
+    except RuntimeError as e:
+        err(str(e))
+        return 1
+    print(render(report), flush=True)
+    bad = problems(report, resolved)
+    for line in bad:
+        err(f"{args.recipe}: {line}")
+    if bad:
+        print(f"{len(bad)} problem{'s' if len(bad) != 1 else ''} found by the preflight; nothing was run", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    apply_to_recipe(resolved, report)
+    return None
 
 
 def describe(r) -> str:
@@ -272,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     args = main_parser().parse_args(argv)
     if args.recipe:
         return run_recipe(args) if args.resume is None else resume_recipe(args)
-    if args.dry_run or args.overrides or args.resume is not None:
-        err("--dry-run, --set and --resume need --recipe R.yaml")
+    if args.dry_run or args.overrides or args.resume is not None or args.preflight:
+        err("--dry-run, --set, --preflight and --resume need --recipe R.yaml")
         return EXIT_BAD_INPUT
     try:
         from tui.app import run_app

@@ -38,7 +38,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing -o file")
     p.add_argument("--name", default="plan", help="recipe name (default: plan)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+    p.add_argument("--preflight", action="store_true", help="measure the chosen plan on this machine (a few real "
+                   "training steps per stage, needs -o) and write the measured estimate into the recipe")
+    p.add_argument("--preflight-steps", type=int, default=8, metavar="N", help="optimizer steps per stage [8]")
     return p
+
+
+CPU_NOMINAL_TFLOPS = 0.1  # --gpu cpu: a few cores' fp32 throughput, the static guess until a preflight measures it
+
+
+def cpu_card(price: float | None):
+    """--gpu cpu: this machine's processor as the 'card' (host memory, nominal FLOPs), for CPU-sized plans."""
+    from training.plan.estimate import Card
+    try:
+        import psutil
+        mem = psutil.virtual_memory().total / 2**30
+    except Exception:  # noqa: BLE001
+        mem = 8.0
+    return Card(name="cpu", names=("cpu",), memory_gib=mem, peak_bf16_tflops=CPU_NOMINAL_TFLOPS,
+                price_per_hour=price or 0.0, price_source="--price" if price else "no price given",
+                price_date="")
 
 
 def _err(msg: str) -> int:
@@ -90,6 +109,10 @@ def main(argv: list[str]) -> int:
     if a.gpus < 1:
         return _err("--gpus must be 1 or more")
     cards = load_cards()
+    if a.gpu.strip().lower() == "cpu":
+        cards.append(cpu_card(a.price))
+    if a.preflight and not a.output:
+        return _err("--preflight measures the recipe it writes: add -o recipe.yaml")
     if find_card(a.gpu, cards) is None:
         return _err(f"unknown GPU '{a.gpu}'; known: {', '.join(c.name for c in cards)} (recipes/gpu_prices.yaml)")
     if a.model and a.model.startswith((".", "/", "~")) and not Path(a.model).expanduser().is_dir():
@@ -157,12 +180,47 @@ def main(argv: list[str]) -> int:
             return _err("; ".join(e.lines()))
         Path(a.output).write_text(dump_recipe(recipe))
         written = a.output
+    measured = None
+    if a.preflight and written and d.path != "rag_only":
+        measured, code = _preflight(written, a.preflight_steps)
+        if measured is None:
+            return code
 
     if a.json:
         out = {"facts": facts.to_dict(), "decision": d.to_dict(),
-               "estimates": [e.to_dict() for e in d.estimates], "recipe": written}
+               "estimates": [e.to_dict() for e in d.estimates], "recipe": written, "preflight": measured}
         print(json.dumps(out, indent=1, default=str))
         return 0
     from training.plan.render import render
     print(render(facts, d, written))
+    if measured is not None:
+        from training.runtime.preflight import render as render_preflight
+        print()
+        print(render_preflight(measured))
+        e = d.estimate
+        if e is not None:
+            print(f"estimated before measuring: {e.hours:.3f} h, ${e.usd:.2f}, peak {e.peak_vram_gib:.1f} GiB; "
+                  f"measured: {measured['projected']['hours']:.3f} h, ${measured['projected']['usd']:.2f}, peak "
+                  f"{measured['projected']['peak_mem_gib']:.2f} GiB (written to {written} as estimate.source: preflight)")
     return 0
+
+
+def _preflight(recipe_path: str, steps: int) -> tuple[dict | None, int]:
+    """Measure the written recipe (training/runtime/preflight.py) and record the measured estimate in it."""
+    from training.recipe import RecipeError, dump_recipe, load_recipe
+    from training.runtime.preflight import apply_to_recipe, auto_batch_stages, run_preflight
+    from training.runtime.runner import resolve
+    try:
+        recipe = load_recipe(recipe_path)
+        resolved = resolve(recipe, recipe_path)
+    except RecipeError as e:
+        return None, _err("; ".join(e.lines()))
+    try:
+        report = run_preflight(resolved, steps, auto_batch_stages(recipe))
+    except RuntimeError as e:
+        print(f"tune-wizard plan: preflight: {e}", file=sys.stderr)
+        return None, 1
+    apply_to_recipe(resolved, report)
+    recipe.estimate = resolved.estimate
+    Path(recipe_path).write_text(dump_recipe(recipe))
+    return report, 0

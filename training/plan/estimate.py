@@ -4,9 +4,15 @@ Throughput (per GPU):
     FLOPs per token   F = k * N + 6 * L * h * s      k = 6 (full weights: forward 2N, backward 4N)
                                                       k = 4 (LoRA/QLoRA: no weight gradients for the frozen base)
                                                       6*L*h*s: causal attention score/value matmuls, forward+backward
-    tokens/s          = MFU * peak_bf16 / F           (real tokens: padding is not counted)
+    computed per token  F + 2N (+2*L*h*s) with gradient checkpointing: every layer's forward runs twice
+    tokens/s          = MFU * peak_bf16 * card_mfu_scale / computed FLOPs   (real tokens: padding not counted)
     MFU               = MFU_BASE[kind] * (LIGER_GAIN if fused kernels)
                         * (PADDED_STEP_EFF[kind] * pad_efficiency if batches are padded instead of packed)
+    card_mfu_scale    the H200 constants carried to another card by its memory bandwidth per peak FLOP,
+                      sqrt((bw/peak) / (bw/peak of the H200)), within 0.7..1.3: a card with less bandwidth per
+                      FLOP waits longer on the memory-bound kernels (norms, activations, optimizer)
+    Before any of this, `plan` uses the nearest point measured on the card (training/plan/calibration.py).
+    SFT is estimated packed on a GPU (runs pack with flash-attention by default) and padded on the CPU.
 Peak VRAM (per GPU, what torch.cuda.max_memory_allocated reports; the CUDA context adds ~0.5-1 GiB):
     static        full:  P * (2 weights + 2 grads + 4 AdamW m,v)   bf16 throughout, as the engine trains
                   lora:  P * 2 (frozen bf16 base) + P_lora * 16 (fp32 adapter, grad, m, v)
@@ -34,7 +40,12 @@ from training.plan.shapes import ModelShape
 
 GIB = 2**30
 # expected model-FLOPs utilisation of a packed step on an H100/H200-class card (measured, see the anchor rows)
-MFU_BASE = {"full": 0.42, "lora": 0.27, "qlora": 0.195}
+# (useful FLOPs over the FLOPs computed: the checkpointed anchor rows -- every LoRA/QLoRA row, the 8B full row --
+# are divided by their recompute share, so these are per FLOP computed)
+MFU_BASE = {"full": 0.42, "lora": 0.27 * 6 / 4, "qlora": 0.195 * 6 / 4}
+# memory bandwidth, TB/s, for the per-card scale (NVIDIA datasheets, SXM parts)
+MEM_BW_TBS = {"H200": 4.8, "H100": 3.35, "A100-80GB": 2.04, "A100-40GB": 1.56, "L40S": 0.864, "RTX4090": 1.008}
+H200_BW_PER_TFLOP = 4.8 / 989
 LIGER_GAIN = 1.17           # fused RMSNorm/RoPE/SwiGLU/linear-cross-entropy: 38.2% -> 47.7..52.8% MFU measured
 # padded batches with an attention mask (no flash kernel), per processed token, relative to packed:
 # measured on the guide-style rows (full 1B: 3.8% MFU; QLoRA 8B q/v: 4.7%) after removing the padding waste
@@ -43,6 +54,7 @@ NF4_BYTES = 4.127 / 8       # 4-bit NF4 plus double-quantised block scales
 SCALING_EFF = 0.90          # data-parallel efficiency for more than one GPU on a node (DDP/FSDP)
 SFT_PAD_EFFICIENCY = 0.6    # real/processed tokens of padded SFT batches when the pairs scan gave none
 RAG_EMBED_PARAMS = 110e6    # a small embedding model indexes the corpus for RAG: forward only, 2N FLOPs/token
+STATIC_SOURCE = "static constants (MFU measured on an H200, scaled to the card by memory bandwidth where known)"
 CONTEXT_GIB = 1.0           # CUDA context and allocator slack, added when checking that a plan fits
 PRICES_FILE = Path(__file__).resolve().parents[2] / "recipes" / "gpu_prices.yaml"
 
@@ -96,9 +108,25 @@ def mfu(cfg: StepConfig) -> float:
     return u
 
 
-def tokens_per_second(m: ModelShape, cfg: StepConfig, card_tflops: float) -> float:
+def computed_flops_per_token(m: ModelShape, cfg: StepConfig) -> float:
+    """FLOPs the card really runs per token: checkpointing recomputes every layer's forward in the backward."""
+    f = flops_per_token(m, cfg)
+    if cfg.checkpointing:
+        f += 2 * m.flops_params + 2 * m.layers * m.hidden * cfg.seq
+    return f
+
+
+def card_mfu_scale(card_name: str | None, card_tflops: float) -> float:
+    """The H200-measured MFU carried to another card (module docstring); 1.0 for unknown cards."""
+    bw = MEM_BW_TBS.get(card_name or "")
+    if bw is None or card_tflops <= 0:
+        return 1.0
+    return min(1.3, max(0.7, ((bw / card_tflops) / H200_BW_PER_TFLOP) ** 0.5))
+
+
+def tokens_per_second(m: ModelShape, cfg: StepConfig, card_tflops: float, card_name: str | None = None) -> float:
     """Real (non-padding) tokens per second on one GPU."""
-    return mfu(cfg) * card_tflops * 1e12 / flops_per_token(m, cfg)
+    return mfu(cfg) * card_mfu_scale(card_name, card_tflops) * card_tflops * 1e12 / computed_flops_per_token(m, cfg)
 
 
 def _layer_act_bytes(m: ModelShape, cfg: StepConfig) -> float:
@@ -154,6 +182,7 @@ class StageEstimate:
     memory_per_gpu: dict = field(default_factory=dict)
     strategy_reason: str = ""
     min_gpus: int | None = None
+    throughput_source: str = ""  # the calibration point measured on this card, or the static constants
 
 
 @dataclass
@@ -193,7 +222,7 @@ class Workload:
     cpt_seq: int = 2048
     micro_batch: int = 4
     liger: bool = False
-    sft_packed: bool = False
+    sft_packed: bool | None = None   # None: packed on a GPU (flash-attention runs pack), padded on the CPU
 
 
 def stage_estimate(m: ModelShape, stage: str, kind: str, tokens: float, seq: int, micro: int, packed: bool,
@@ -209,8 +238,12 @@ def stage_estimate(m: ModelShape, stage: str, kind: str, tokens: float, seq: int
         cfg = StepConfig(**{**asdict(cfg), "checkpointing": True})
     ch = choose_sharding(m, cfg, budget, n_gpus, card.name)
     eff = scaling_efficiency(n_gpus, ch.strategy, ch.offload_optimizer)
-    tps = tokens_per_second(m, cfg, card.peak_bf16_tflops) * n_gpus * eff
+    from training.plan.calibration import nearest
+    hit = nearest(card.name, kind, m, seq)
+    one = hit.tokens_per_s if hit else tokens_per_second(m, cfg, card.peak_bf16_tflops, card.name)
+    tps = one * n_gpus * eff
     return StageEstimate(stage=stage, method=kind, tokens=tokens, tokens_per_s=tps, hours=tokens / tps / 3600,
+                         throughput_source=hit.describe() if hit else STATIC_SOURCE,
                          peak_vram_gib=ch.per_gpu_gib, checkpointing=cfg.checkpointing, sharded=ch.strategy != "ddp",
                          micro_batch=ch.micro_batch, seq=seq, strategy=ch.strategy,
                          offload_optimizer=ch.offload_optimizer, scaling_efficiency=eff,
@@ -247,7 +280,8 @@ def estimate_all(m: ModelShape, w: Workload, card: Card, n_gpus: int = 1, price:
     if w.pairs > 0:
         sft_tokens = w.pairs * w.pair_tokens_mean * w.sft_epochs
         for kind in ("lora", "qlora", "full"):
-            sft[kind] = stage_estimate(m, "sft", kind, sft_tokens, w.pair_max_len, w.micro_batch, w.sft_packed,
+            packed = w.sft_packed if w.sft_packed is not None else card.name.lower() != "cpu"
+            sft[kind] = stage_estimate(m, "sft", kind, sft_tokens, w.pair_max_len, w.micro_batch, packed,
                                        w.pair_pad_efficiency, w.liger, card, n_gpus)
             out.append(_plan("sft", kind, [sft[kind]], card, n_gpus, price))
     if w.corpus_tokens > 0:

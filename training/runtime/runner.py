@@ -201,7 +201,9 @@ def create_run_dir(resolved: Recipe, source: str | None, name: str | None = None
 
     `name` fixes the folder's name (a multi-node run: every node must find the same folder)."""
     from training.recipe import dump_recipe
+    from training.runtime.diskcheck import check_disk
 
+    check_disk(resolved, source, (resolved.resolved or {}).get("preflight_disk"))  # refuses before anything is written
     root = Path(os.path.expanduser(resolved.output_dir))
     try:
         root.mkdir(parents=True, exist_ok=True)

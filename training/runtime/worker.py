@@ -237,6 +237,12 @@ def main(run_dir: str) -> int:
         ev.emit("report", error=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
     if machine is not None:
         machine.stop()
+    if main_rank and status == "ok":  # measured throughput for the next plan (training/plan/calibration.py)
+        try:
+            from training.plan.calibration import record_run
+            record_run(run)
+        except Exception as e:  # noqa: BLE001 - calibration never changes the run's status
+            print(f"calibration not recorded: {type(e).__name__}: {e}", file=sys.stderr)
     ev.emit("finished", **finish)
     ev.close()
     if hb is not None:

@@ -18,7 +18,8 @@ from tui.screens.wizard import WizardStep
 class ReviewStep(WizardStep):
     index = 6
     BINDINGS = [Binding("ctrl+s", "write_only", "write", priority=True),
-                Binding("ctrl+r", "next", "write & run", priority=True)]
+                Binding("ctrl+r", "next", "write & run", priority=True),
+                Binding("ctrl+e", "preflight", "preflight", priority=True, show=False)]
 
     def body(self) -> ComposeResult:
         with Horizontal(id="path-row"):
@@ -104,6 +105,36 @@ class ReviewStep(WizardStep):
             self.app.push_screen(Confirm(f"{target} exists. Overwrite it?", yes="overwrite", no="keep it"), go)
         else:
             go()
+
+    def action_preflight(self) -> None:
+        """Ctrl+E: measure this recipe on this machine (`tune-wizard preflight`, a subprocess) and show the
+        measured numbers beside the estimate."""
+        if self.text:
+            self.note("preflight: training a few real steps of each stage...")
+            self.preflight(self.text)
+
+    @work(thread=True, exclusive=True, group="preflight")
+    def preflight(self, text: str) -> None:
+        import json
+        import subprocess
+        import sys
+        import tempfile
+        import yaml
+        with tempfile.TemporaryDirectory(prefix="tw-review-") as d:
+            path = Path(d) / "recipe.yaml"
+            path.write_text(text, encoding="utf-8")
+            p = subprocess.run([sys.executable, "-m", "tui.cli", "preflight", str(path), "--json"],
+                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        est = (yaml.safe_load(text) or {}).get("estimate") or {}
+        try:
+            pr = json.loads(p.stdout)["projected"]
+            msg = (f"measured: {pr['hours']:.3f} h, ${pr['usd']:.2f}, peak {pr['peak_mem_gib']:.1f} GiB  |  "
+                   f"estimated: {est.get('hours', '-')} h, ${est.get('usd', '-')}, peak {est.get('peak_vram_gib', '-')} GiB")
+            if p.returncode == 2:
+                msg = f"[red]{msg}; " + "; ".join(x.split('error: ', 1)[-1] for x in p.stderr.splitlines()[-3:]) + "[/]"
+        except (ValueError, KeyError):
+            msg = f"[red]preflight failed: {(p.stderr.strip().splitlines() or ['no output'])[-1]}[/]"
+        self.app.call_from_thread(self.note, msg)
 
     @work(thread=True, exclusive=True)
     def launch(self, recipe: Path) -> None:

@@ -110,7 +110,7 @@ def training_args_kwargs(st, ctx: Ctx, precision: str, total_steps: int, has_eva
         eval_steps=every(total_steps, st.eval_steps) if has_eval else None,
         save_strategy="steps",
         save_steps=every(total_steps, st.save_steps),
-        save_total_limit=2,
+        save_total_limit=st.save_total_limit,
         seed=ctx.seed,
         data_seed=ctx.seed,
         report_to="none",
