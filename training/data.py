@@ -89,7 +89,8 @@ def _iter_text_file(path: Path) -> Iterator[tuple[str, bool]]:
 
 def iter_documents(files: list[Path], text_field: str = "text", whole: bool = True) -> Iterator[tuple[Path, int, str]]:
     """Yield (file, line-or-row number, text). With whole=False, .txt/.md files come in chunks (number 0..)."""
-    for path in files:
+    from training.hub_data import local_file  # an hf: dataset id reads as its .jsonl snapshot
+    for path in map(local_file, files):
         suffix = path.suffix.lower()
         if suffix in (".txt", ".md"):
             try:
@@ -192,6 +193,8 @@ class PairsResult:
 
 
 def read_pairs(path: Path, fmt: str = "auto") -> PairsResult:
+    from training.hub_data import local_file  # an hf: dataset id reads as its .jsonl snapshot
+    path = local_file(path)
     res = PairsResult()
     try:
         f = open(path, encoding="utf-8")
