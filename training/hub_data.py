@@ -133,7 +133,7 @@ def _hub_revision(spec: str, name: str, revision: str | None) -> tuple[str, str]
         return Path(path).name, "hub-cache"
     from huggingface_hub import HfApi
     try:
-        info = HfApi().dataset_info(name, revision=revision, timeout=TIMEOUT_S)
+        info = HfApi().dataset_info(name, revision=revision, timeout=TIMEOUT_S, files_metadata=True)
     except errors.GatedRepoError:
         raise HubDataError(f"{spec}: the dataset is gated; accept its terms on https://huggingface.co/datasets/{name} "
                            f"and set HF_TOKEN to a token of that account")
@@ -146,7 +146,27 @@ def _hub_revision(spec: str, name: str, revision: str | None) -> tuple[str, str]
     except Exception as e:  # connection refused, DNS, timeouts: the Hub cannot be reached
         raise HubDataError(f"{spec}: the Hub cannot be reached ({type(e).__name__}); check the network or "
                            f"HF_ENDPOINT, or give a local dataset folder: hf:/path/to/folder")
+    _check_disk(spec, info.siblings or [])
     return info.sha, "hub"
+
+
+# a .jsonl snapshot holds the text uncompressed: parquet files grow about this much (a cautious guess)
+GROWTH = {".parquet": 3.0, ".arrow": 1.2, ".jsonl": 1.0, ".json": 1.0, ".csv": 1.2, ".txt": 1.1, ".gz": 4.0,
+          ".zst": 5.0}
+
+
+def _check_disk(spec: str, siblings: list) -> None:
+    """Refuse before downloading when the snapshot cannot fit where it would be written."""
+    import shutil
+    from training.demo import home
+    need = sum((getattr(f, "size", None) or 0) * GROWTH.get(Path(f.rfilename).suffix.lower(), 0.0) for f in siblings)
+    where = home()
+    probe = next((p for p in [where, *where.parents] if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free
+    if need > free:
+        raise HubDataError(f"{spec}: its text needs about {need / 1e9:,.1f} GB on disk for the snapshot and "
+                           f"{where} has {free / 1e9:,.1f} GB free; set TUNE_WIZARD_HOME to a larger disk, or "
+                           f"name a smaller split or a pre-filtered copy of the dataset")
 
 
 def resolve(spec: str) -> HubData:

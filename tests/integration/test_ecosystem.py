@@ -114,6 +114,16 @@ def test_plan_scans_hf_ids_like_local_data(folders, tmp_path):
 class _StandIn(BaseHTTPRequestHandler):
     """A local stand-in of the Hub API's dataset-info endpoint: answers as the Hub does for each case."""
     def do_GET(self):  # noqa: N802
+        if "/org/huge" in self.path:  # exists, but its files would not fit any disk here
+            body = json.dumps({"id": "org/huge", "sha": "b" * 40, "private": False, "siblings": [
+                {"rfilename": "data/train-00000-of-00002.parquet", "size": 4 * 10 ** 15},
+                {"rfilename": "README.md", "size": 100}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if "/org/gated" in self.path:
             self.send_response(401)
             self.send_header("X-Error-Code", "GatedRepo")
@@ -149,7 +159,9 @@ def test_unknown_gated_unreachable_ids_refused_before_launch(tmp_path):
     try:
         online = {"HF_ENDPOINT": f"http://127.0.0.1:{srv.server_port}", "HF_HOME": str(tmp_path / "hf"),
                   "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0", "HF_HUB_ETAG_TIMEOUT": "3"}
-        lines = _dry_run_lines(tmp_path, ["hf:org/missing", "hf:org/gated:train"], online)
+        lines = _dry_run_lines(tmp_path, ["hf:org/missing", "hf:org/gated:train", "hf:org/huge"], online)
+        assert any("hf:org/huge: its text needs about 12,000,000.0 GB on disk" in x and "TUNE_WIZARD_HOME" in x
+                   for x in lines), lines
         assert any("hf:org/missing: no dataset 'org/missing' on the Hub" in x and "HF_TOKEN" in x for x in lines)
         assert any("hf:org/gated:train: the dataset is gated" in x and "set HF_TOKEN" in x for x in lines)
         lines = _dry_run_lines(tmp_path, ["hf:org/anything"], {**online, "HF_ENDPOINT": f"http://127.0.0.1:{dead}"})
