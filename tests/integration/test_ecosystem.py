@@ -109,6 +109,10 @@ def test_plan_scans_hf_ids_like_local_data(folders, tmp_path):
     assert facts["corpus"]["documents"] == folders["n_docs"] and facts["pairs"]["valid"] == folders["n_pairs"]
     datas = [s["data"] for s in yaml.safe_load(out.read_text())["stages"]]
     assert f"hf:{folders['pairs']}" in datas  # the recipe keeps the id, not the snapshot
+    r = cli("plan", "--model", "builtin:tiny-llama", "--pairs", "hf:org/not-cached", "--budget", "50", "--gpu", "H100",
+            env=offline_env(tmp_path))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1
+    assert "--pairs hf:org/not-cached: not in the local Hugging Face cache and offline mode is on" in r.stderr
 
 
 class _StandIn(BaseHTTPRequestHandler):
