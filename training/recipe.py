@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from training.data import DataError
 from training.recipe_io import Problem, RecipeError, apply_override, parse_yaml  # noqa: F401 (re-exported)
 
 RECIPE_VERSION = 1
@@ -189,6 +190,8 @@ class Recipe(Strict):
     hardware: Hardware = Field(default_factory=Hardware)
     stages: list[Stage] = Field(min_length=1)
     eval: EvalSpec = Field(default_factory=EvalSpec)
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
+        default_factory=list, description="experiment trackers the Trainer logs to, besides events.jsonl [none]")
     estimate: Estimate | None = None
     decision: DecisionRecord | None = None
     # filled in by the runner when it resolves a recipe into a run directory; not for users to write
@@ -266,7 +269,11 @@ DATA_SUFFIXES = (".txt", ".md", ".jsonl", ".parquet")
 
 
 def expand_data(spec: str) -> list[Path]:
-    """Files named by a path, a folder (recursive) or a glob, restricted to the supported suffixes."""
+    """Files named by a path, a folder (recursive) or a glob, restricted to the supported suffixes.
+    An `hf:` dataset id is its .jsonl snapshot (training/hub_data.py; raises HubDataError when unusable)."""
+    from training.hub_data import is_hf, resolve
+    if is_hf(spec):
+        return [Path(resolve(spec).file)]
     p = Path(os.path.expanduser(spec))
     if any(ch in spec for ch in "*?["):
         found = [Path(x) for x in sorted(glob.glob(os.path.expanduser(spec), recursive=True))]
@@ -334,7 +341,11 @@ def _check_paths(recipe: Recipe, lines: dict[tuple, int]) -> list[Problem]:
                     probs.append(Problem(path=path, line=_loc_line(loc, lines),
                                          message="built-in data is builtin:demo-corpus or builtin:demo-pairs"))
                 continue
-            files = expand_data(spec)
+            try:
+                files = expand_data(spec)
+            except DataError as e:  # an hf: id that is unknown, gated, unreachable or empty
+                probs.append(Problem(path=path, line=_loc_line(loc, lines), message=str(e)))
+                continue
             if not files:
                 what = "matches no .txt/.md/.jsonl/.parquet file" if (any(c in spec for c in "*?[") or Path(spec).is_dir()) \
                     else "does not exist"
@@ -342,6 +353,9 @@ def _check_paths(recipe: Recipe, lines: dict[tuple, int]) -> list[Problem]:
             elif isinstance(st, SftStage) and files[0].suffix.lower() != ".jsonl":
                 probs.append(Problem(path=path, line=_loc_line(loc, lines),
                                      message=f"pairs file '{spec}' must be .jsonl (one JSON object per line)"))
+    from training.runtime.trackers import missing_packages
+    probs += [Problem(path="report_to", line=_loc_line(("report_to",), lines), message=m)
+              for m in missing_packages(recipe.report_to)]
     gt = recipe.eval.general_text
     if gt is not None and not Path(os.path.expanduser(gt)).is_file():
         probs.append(Problem(path="eval.general_text", line=_loc_line(("eval", "general_text"), lines),

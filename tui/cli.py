@@ -11,7 +11,7 @@
   tune-wizard schema                  print the recipe JSON Schema
   tune-wizard plan --model M ...      scan the data, decide, estimate, write a recipe (see plan --help)
   tune-wizard report [RUN_DIR]        (re)write RUN_DIR/report.md: before/after, loss curves, cost
-  tune-wizard export [RUN_DIR]        copy out the adapter, or with --merge a standalone model [--out DIR]
+  tune-wizard export [RUN_DIR]        copy out the adapter, or with --merge a standalone model [--out DIR] [--push-to-hub ORG/NAME]
 
 Exit status: 0 success, 1 training failure, 2 bad input (one line per problem, no traceback).
 """

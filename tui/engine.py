@@ -69,6 +69,9 @@ def real_path(spec: str) -> str:
         d = demo_dir()
         return str({"tiny-llama": d / "tiny-llama", "demo-corpus": d / "corpus",
                     "demo-pairs": d / "pairs.jsonl"}[spec.split(":", 1)[1]])
+    if spec.startswith("hf:"):  # a dataset id: its .jsonl snapshot (HubDataError says what is wrong)
+        from training.hub_data import local_file
+        return str(local_file(spec))
     return os.path.expanduser(spec)
 
 

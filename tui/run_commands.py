@@ -1,4 +1,5 @@
-"""`tune-wizard report RUN_DIR` and `tune-wizard export RUN_DIR [--merge] [--out DIR] [--base PATH]`.
+"""`tune-wizard report RUN_DIR` and `tune-wizard export RUN_DIR [--merge] [--out DIR] [--base PATH]
+[--push-to-hub ORG/NAME [--private]]`.
 
 Argument parsing and messages only: the work happens in training/report/report.py and training/report/export.py,
 imported when the command runs (export loads torch then; this module itself stays light).
@@ -54,12 +55,20 @@ def cmd_export(argv: list[str]) -> int:
     p.add_argument("--merge", action="store_true", help="merge the LoRA adapter into its base; save a standalone model")
     p.add_argument("--out", metavar="DIR", help="where to write (default: RUN_DIR/export/merged|adapter|model)")
     p.add_argument("--base", metavar="PATH", help="the adapter's base model, when it is no longer where training left it")
+    p.add_argument("--push-to-hub", metavar="ORG/NAME", help="upload the export to this Hugging Face repository, "
+                   "with a model card made from report.md (needs HF_TOKEN or `hf auth login`)")
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
     a = p.parse_args(argv)
     run = _run_folder(a.run_dir, "export")
     if run is None:
         return EXIT_BAD_INPUT
-    from training.report.export import ExportError, export
+    if a.private and not a.push_to_hub:
+        _err("--private only means something with --push-to-hub ORG/NAME")
+        return EXIT_BAD_INPUT
+    from training.report.export import (ExportError, adapter_base, export, final_output, hub_token, push_to_hub,
+                                        serve_commands, write_model_card)
     try:
+        token = hub_token(a.push_to_hub) if a.push_to_hub else None  # refuse before the (slow) merge
         target, kind = export(run, merge=a.merge, out=a.out, base=a.base)
     except ExportError as e:
         _err(str(e))
@@ -67,4 +76,19 @@ def cmd_export(argv: list[str]) -> int:
     what = {"merged": "standalone model (adapter merged into its base)", "adapter": "LoRA adapter, with README.md",
             "model": "full model (nothing to merge), with README.md"}[kind]
     print(f"exported {what}: {target}")
+    base = adapter_base(final_output(run)["path"], a.base) if kind == "adapter" else None
+    print("serve it:")
+    for name, cmd in serve_commands(target, kind, base).items():
+        print(f"  # {name}\n  {cmd}")
+    if a.push_to_hub:
+        if kind == "adapter" and base and base.startswith(("/", ".", "~")):
+            print(f"note: this adapter's base is a local folder ({base}); whoever loads it from the Hub needs that "
+                  f"model too: export with --merge for a standalone one")
+        try:
+            write_model_card(target, run, kind, base, a.push_to_hub)
+            url = push_to_hub(target, a.push_to_hub, a.private, token)
+        except ExportError as e:
+            _err(str(e))
+            return EXIT_BAD_INPUT
+        print(f"pushed to {a.push_to_hub}{' (private)' if a.private else ''}: {url}")
     return 0

@@ -131,12 +131,19 @@ def main(argv: list[str]) -> int:
             return _err(f"{str(e).replace('model.id: ', '--model: ', 1)}; or add --params (e.g. --params 8e9)")
         from training.plan.shapes import from_config
         shape = from_config(cfg, a.model, "hub")
+    from training.hub_data import is_hf, local_file  # hf:NAME[@REV][:SPLIT] dataset ids
     for spec in a.corpus:
         from training.recipe import expand_data
-        if not expand_data(spec):
-            return _err(f"--corpus {spec}: no .txt/.md/.jsonl/.parquet file there; check the path")
-    if a.pairs and not Path(a.pairs).is_file():
-        return _err(f"--pairs {a.pairs}: file not found")
+        try:
+            if not expand_data(spec):
+                return _err(f"--corpus {spec}: no .txt/.md/.jsonl/.parquet file there; check the path")
+        except DataError as e:
+            return _err(f"--corpus {e}")
+    try:
+        if a.pairs and not Path(local_file(a.pairs)).is_file():
+            return _err(f"--pairs {a.pairs}: file not found")
+    except DataError as e:
+        return _err(f"--pairs {e}")
     if a.output and Path(a.output).exists() and not a.force:
         return _err(f"{a.output} exists; choose another -o or add --force to overwrite it")
 
@@ -172,8 +179,9 @@ def main(argv: list[str]) -> int:
     written = None
     if a.output:
         try:
-            recipe = recipe_from_decision(d, facts, [os.path.abspath(c) for c in a.corpus] or None,
-                                          os.path.abspath(a.pairs) if a.pairs else None, name=a.name)
+            recipe = recipe_from_decision(d, facts, [c if is_hf(c) else os.path.abspath(c) for c in a.corpus] or None,
+                                          (a.pairs if is_hf(a.pairs) else os.path.abspath(a.pairs)) if a.pairs
+                                          else None, name=a.name)
         except ValueError as e:
             return _err(f"no recipe written: {e}")
         except RecipeError as e:

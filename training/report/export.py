@@ -166,3 +166,84 @@ def export(run: str | Path, merge: bool = False, out: str | None = None, base: s
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target, kind
+
+
+# ---------------------------------------------------------------- serve and push (issue 16)
+
+def serve_commands(folder: Path, kind: str, base: str | None = None, repo_id: str | None = None) -> dict[str, str]:
+    """{name: shell command} that serves or loads `folder` (merged | model: a standalone model; adapter: on `base`).
+
+    The transformers form is run by the tests on what was exported; the vLLM form is printed, not run here."""
+    import shlex
+    from training.report.model_card import lora_rank
+    name = shlex.quote((repo_id or folder.name).split("/")[-1])
+    where = repo_id or str(folder)
+    py = ("from transformers import pipeline; "  # double quotes inside, so the shell quoting stays readable
+          f"p = pipeline(\"text-generation\", model={json.dumps(where)}); "
+          'print(p([{"role": "user", "content": "Hello"}], max_new_tokens=64)[0]["generated_text"][-1]["content"])')
+    out = {}
+    if kind == "adapter":
+        tmpl = folder / "chat_template.jinja"
+        out["vLLM (OpenAI-compatible server, the adapter on its base)"] = (
+            f"vllm serve {shlex.quote(str(base))} --enable-lora --lora-modules {name}={shlex.quote(where)}"
+            f" --max-lora-rank {max(16, lora_rank(folder) or 16)}"
+            + (f" --chat-template {shlex.quote(str(tmpl))}" if tmpl.is_file() and not repo_id else ""))
+    else:
+        out["vLLM (OpenAI-compatible server)"] = f"vllm serve {shlex.quote(where)} --served-model-name {name}"
+    out["transformers (loads it and answers one prompt" + (", base and adapter" if kind == "adapter" else "") + ")"] = \
+        f"python -c {shlex.quote(py)}"
+    return out
+
+
+def serve_lines(run: Path) -> list[str]:
+    """The report's `Serve it` section: commands for the run's own result, in place."""
+    try:
+        src = final_output(run)
+        base = adapter_base(src["path"], None) if src["kind"] == "adapter" else None
+    except ExportError as e:
+        return [f"Nothing to serve yet: {e}."]
+    out = [f"The result of stage `{src['stage']}` (`{src['path']}`), as it is; `tune-wizard export` copies it out "
+           "(`--merge` for one standalone folder) and prints the same commands for the copy.", ""]
+    for name, cmd in serve_commands(src["path"], src["kind"], base).items():
+        out += [f"{name}:", "", "```bash", cmd, "```", ""]
+    return out
+
+
+REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
+
+
+def hub_token(repo_id: str) -> str:
+    """The token to push with (HF_TOKEN, or the one `hf auth login` stored), checked before any work is done."""
+    import os
+    import re
+    if not re.match(REPO_ID, repo_id):
+        raise ExportError(f"--push-to-hub {repo_id!r}: give the repository as ORG/NAME (your user name or an "
+                          f"organisation, a slash, the model's name)")
+    from huggingface_hub import get_token
+    token = os.environ.get("HF_TOKEN") or get_token()
+    if not token:
+        raise ExportError(f"--push-to-hub {repo_id}: no Hugging Face token; set HF_TOKEN to a token with write access "
+                          f"(https://huggingface.co/settings/tokens) or run `hf auth login`; nothing was exported")
+    return token
+
+
+def push_to_hub(folder: Path, repo_id: str, private: bool, token: str) -> str:
+    """Create the repository if needed and upload the folder in one commit; returns the commit URL."""
+    from huggingface_hub import HfApi
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
+                                 commit_message=f"Upload {folder.name} from tune-wizard")
+    except Exception as e:  # HTTP errors, auth, network: one line, the exported folder stays where it is
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ExportError(f"push to {repo_id} failed ({first}); the export is in {folder}: fix the cause "
+                          f"(token with write access? network?) and push again with --push-to-hub")
+    return getattr(info, "commit_url", None) or str(info)
+
+
+def write_model_card(target: Path, run: Path, kind: str, base: str | None, repo_id: str) -> None:
+    """README.md of the exported folder becomes the Hub model card (generated from report.md)."""
+    from training.report.model_card import model_card
+    card = model_card(run, kind, base, repo_id, serve_commands(target, kind, base, repo_id))
+    (target / "README.md").write_text(card, encoding="utf-8")

@@ -224,6 +224,8 @@ def build_report(run: Path, pending_finish: dict | None = None) -> str:
     out += preflight_lines(recipe, events)
     out += ["## Data", ""] + data_lines(recipe) + [""]
     out += ["## Outputs", ""] + outputs_lines(run, events) + [""]
+    from training.report.export import serve_lines
+    out += ["## Serve it", ""] + serve_lines(run) + [""]
     rec_text = (run / "recipe.yaml").read_text(encoding="utf-8")
     out += ["## Recipe", "", "The resolved recipe (`recipe.yaml` in this folder) replays this run:", "",
             "```yaml", rec_text.rstrip(), "```", ""]

@@ -81,6 +81,10 @@ def data_lines(recipe: dict) -> list[str]:
         info = info or {}
         lines.append(f"| `{f}` | {info.get('bytes', '-'):,} | `{info.get('sha256', '-')}` |"
                      if isinstance(info.get("bytes"), int) else f"| `{f}` | - | `{info.get('sha256', '-')}` |")
+    hub = (recipe.get("resolved") or {}).get("datasets") or {}
+    if hub:  # hf: dataset ids: what they resolved to (the snapshot file is hashed above)
+        lines += ["", "| dataset id | revision | rows | snapshot |", "|---|---|---|---|"]
+        lines += [f"| `{k}` | `{v.get('revision')}` | {v.get('rows', '-'):,} | `{v.get('file')}` |" for k, v in hub.items()]
     vers = (recipe.get("resolved") or {}).get("versions") or {}
     if vers:
         lines += ["", "Packages: " + ", ".join(f"{k} {v}" for k, v in vers.items() if v) + "."]

@@ -73,6 +73,29 @@ def _corpus_jsonl_problem(path: Path, text_field: str, max_lines: int = 200_000)
     return None
 
 
+def _resolve_hub_ids(r: Recipe, problems: list[Problem]) -> dict[str, dict]:
+    """Replace every `hf:` data id by its .jsonl snapshot; {id: revision, rows, file, ...} for recipe.yaml."""
+    from training.hub_data import HubDataError, is_hf, resolve as resolve_id
+    out: dict[str, dict] = {}
+    for i, st in enumerate(r.stages):
+        specs = st.data if isinstance(st, CptStage) else [st.data]
+        for j, spec in enumerate(specs):
+            if not is_hf(spec):
+                continue
+            try:
+                hub = resolve_id(spec)
+            except HubDataError as e:
+                problems.append(Problem(path=f"stages.{i}.data" + (f".{j}" if isinstance(st, CptStage) else ""),
+                                        message=str(e)))
+                continue
+            out[spec] = hub.record()
+            if isinstance(st, CptStage):
+                st.data[j] = hub.file
+            else:
+                st.data = hub.file
+    return out
+
+
 def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) -> Recipe:
     """A copy of the recipe with real absolute paths, and every input problem found before training."""
     from training.demo import resolve_builtin
@@ -86,6 +109,7 @@ def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) ->
         r.model.id = _abs(mid)
     files_seen: dict[str, Path] = {}
     gpus = None
+    datasets = _resolve_hub_ids(r, problems)
     for i, st in enumerate(r.stages):
         if isinstance(st, CptStage):
             specs = [resolve_builtin(s) if s.startswith(BUILTIN) else s for s in st.data]
@@ -158,7 +182,7 @@ def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) ->
     if problems:
         raise RecipeError(problems, file)
     from training.runtime.defaults import apply_defaults, detect, model_shape
-    r.resolved = {"files": {k: None for k in sorted(files_seen)},
+    r.resolved = {"files": {k: None for k in sorted(files_seen)}, "datasets": datasets,
                   "defaults": apply_defaults(r, detect(), model_shape(r.model.id))}
     return r
 
@@ -233,6 +257,7 @@ def create_run_dir(resolved: Recipe, source: str | None, name: str | None = None
         "gpus": nvidia_gpus(),
         "versions": package_versions(),
         "files": {f: {"sha256": h, "bytes": os.path.getsize(f)} for f, h in files.items()},
+        "datasets": resolved.resolved.get("datasets") or {},  # hf: ids: revision, rows, the snapshot trained on
         "defaults": resolved.resolved.get("defaults", []),  # speed settings chosen for this machine, with reasons
     }
     _write_private(run / "recipe.yaml", dump_recipe(resolved))

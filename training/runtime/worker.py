@@ -149,6 +149,10 @@ def main(run_dir: str) -> int:
     if recipe.model.trust_remote_code:
         ev.emit("warning", kind="trust_remote_code", message=(
             f"model.trust_remote_code is on: Python code shipped with {recipe.model.id} runs in this process"))
+    if recipe.report_to:  # trackers are extra views; say where they log (and when wandb went offline)
+        from training.runtime.trackers import tracker_env
+        for note in tracker_env(recipe.report_to, run, "-", run.name)[1]:
+            ev.emit("warning", kind="tracker", message=note)
     base = recipe.model.id
     tok_src = base
     outputs: dict[str, str] = {}
@@ -184,7 +188,7 @@ def main(run_dir: str) -> int:
                       revision=recipe.model.revision if base == recipe.model.id else None,
                       trust_remote_code=recipe.model.trust_remote_code, seed=recipe.seed,
                       is_main=main_rank, world_size=world_size(),
-                      resume_from=str(ck) if ck else None, extra_callbacks=[guard])
+                      resume_from=str(ck) if ck else None, extra_callbacks=[guard], report_to=recipe.report_to)
             if ck is None:  # a resumed stage was measured before its first segment
                 measure(i, "before", base, tok_src)
             t_stage = time.time()

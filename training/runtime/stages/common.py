@@ -52,6 +52,7 @@ class Ctx:
     world_size: int = 1  # processes training together (data-parallel or sharded)
     resume_from: str | None = None  # a checkpoint folder of this stage
     extra_callbacks: list = field(default_factory=list)  # put first in the Trainer's callbacks (the worker's Guard)
+    report_to: list = field(default_factory=list)  # experiment trackers (training/runtime/trackers.py)
 
 
 def cuda() -> bool:
@@ -87,6 +88,9 @@ def every(total: int, explicit: int | None, n: int = 5) -> int:
 
 def training_args_kwargs(st, ctx: Ctx, precision: str, total_steps: int, has_eval: bool) -> dict:
     ckpt = ctx.run_dir / "checkpoints" / st.name
+    if ctx.report_to:  # each tracker logs into the run folder where it can, and never prompts for a login
+        from training.runtime.trackers import tracker_env
+        os.environ.update(tracker_env(ctx.report_to, ctx.run_dir, st.name, ctx.run_dir.name)[0])
     kw = dict(
         output_dir=str(ckpt),
         per_device_train_batch_size=st.micro_batch_size,
@@ -113,7 +117,7 @@ def training_args_kwargs(st, ctx: Ctx, precision: str, total_steps: int, has_eva
         save_total_limit=st.save_total_limit,
         seed=ctx.seed,
         data_seed=ctx.seed,
-        report_to="none",
+        report_to=list(ctx.report_to) if ctx.is_main and ctx.report_to else "none",
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
         optim="adamw_torch_fused" if cuda() else "adamw_torch",
