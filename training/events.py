@@ -3,7 +3,8 @@
 One JSON object per line, always with `v` (schema version), `t` (unix time) and `event`:
 
   run_start    run_id, name, stages [{name, type, method}], device, pid, world_size, strategy (ddp | fsdp | deepspeed-zero3)
-  stage_start  stage, index, type, method, total_steps, epochs, tokens_per_step, params, trainable_params
+  stage_start  stage, index, type, method, total_steps, epochs, tokens_per_step, params, trainable_params,
+               precision, master_weights (full training: fp32 | bf16_kahan), optimizer
   step         stage, step, total_steps, epoch, loss, lr, grad_norm, tokens, tokens_per_s, step_time_s, eta_s
   eval         stage, step, eval_loss, perplexity
   checkpoint   stage, step, path

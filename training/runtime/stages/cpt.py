@@ -16,8 +16,8 @@ from training.data import doc_hash, iter_documents
 from training.recipe import CptStage, expand_data
 from training.runtime.stages.tokens import doc_affixes
 from training.runtime.stages.common import (Ctx, EventCallback, attn_implementation, count_params, load_tokenizer,
-                                    main_rank_first, plan_steps, resolve_precision, set_threads, torch_dtype,
-                                    training_args_kwargs)
+                                    main_rank_first, optimizer_cls_and_kwargs, plan_steps, precision_plan,
+                                    set_threads, torch_dtype, training_args_kwargs)
 
 
 def held_out(text: str, fraction: float) -> bool:
@@ -98,13 +98,13 @@ class CausalLMCollator:
 
 
 def run(st: CptStage, ctx: Ctx) -> dict:
-    import torch
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, set_seed
 
     # setup
     set_seed(ctx.seed)
     set_threads()
-    precision = resolve_precision(st.precision)
+    # full weights: fp32 master weights or bf16 + Kahan summation, never plain bf16 updates (runtime/precision.py)
+    prec = precision_plan(st, "full")
     tok = load_tokenizer(ctx)
 
     # data
@@ -119,28 +119,32 @@ def run(st: CptStage, ctx: Ctx) -> dict:
         eval_ds, estats = tokenize_and_pack(files, st, tok, "eval", cache) if st.eval_fraction > 0 else (None, {})
     per_epoch, total = plan_steps(len(train_ds), st, ctx.world_size)
 
+    # training arguments before the model: under FSDP / ZeRO-3 they set up the accelerate / DeepSpeed state
+    # that from_pretrained needs to load sharded (ZeRO-3's zero.Init) instead of a full copy per rank
+    kw = training_args_kwargs(st, ctx, prec, total, eval_ds is not None)
+    kw["include_num_input_tokens_seen"] = "all"  # packed blocks hold no padding: every token is real
+    args = TrainingArguments(**kw)
+
     # model
     model = AutoModelForCausalLM.from_pretrained(ctx.base_model, revision=ctx.revision,
                                                  trust_remote_code=ctx.trust_remote_code,
-                                                 dtype=torch_dtype(precision) if precision != "fp32" else torch.float32,
+                                                 dtype=torch_dtype(prec.load_dtype),
                                                  attn_implementation=attn_implementation(st))
     n_total, n_train = count_params(model)
     ctx.events.emit("stage_start", stage=st.name, index=ctx.stage_index, type="cpt", method="full",
                     base=ctx.base_model, total_steps=total, steps_per_epoch=per_epoch, epochs=st.epochs,
                     tokens_per_step=st.micro_batch_size * st.grad_accum * st.seq_len * ctx.world_size,
-                    precision=precision,
+                    precision=prec.compute, master_weights=prec.master, optimizer=prec.optimizer,
                     params=n_total, trainable_params=n_train,
                     data={"documents": tstats.get("documents", 0), "duplicates_dropped": tstats.get("duplicates", 0),
                           "train_tokens": tstats["tokens"], "train_blocks": tstats["blocks"],
                           "eval_documents": estats.get("documents", 0), "eval_tokens": estats.get("tokens", 0)})
 
     # train
-    kw = training_args_kwargs(st, ctx, precision, total, eval_ds is not None)
-    kw["include_num_input_tokens_seen"] = "all"  # packed blocks hold no padding: every token is real
-    args = TrainingArguments(**kw)
     cb = EventCallback(ctx, st, total)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=CausalLMCollator(), callbacks=[*ctx.extra_callbacks, cb])
+                      data_collator=CausalLMCollator(), callbacks=[*ctx.extra_callbacks, cb],
+                      optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(prec, args))
     result = trainer.train(resume_from_checkpoint=ctx.resume_from)
 
     # save
