@@ -39,7 +39,9 @@ EVENTS: dict[str, dict[str, str]] = {
     "stage_start": {"stage": "stage name", "index": "0-based", "type": "cpt | sft", "method": "full | lora | qlora",
                     "base": "model the stage starts from", "total_steps": "optimizer steps",
                     "steps_per_epoch": "", "epochs": "", "tokens_per_step": "cpt: tokens in one optimizer step",
-                    "precision": "bf16 | fp16 | fp32", "params": "parameters", "trainable_params": "",
+                    "precision": "compute dtype: bf16 | fp16 | fp32",
+                    "master_weights": "full training: fp32 | bf16_kahan (null for LoRA/QLoRA)",
+                    "optimizer": "the optimizer class the stage trains with", "params": "parameters", "trainable_params": "",
                     "data": "what the stage reads: documents/pairs, tokens, duplicates dropped, eval split (cpt: "
                             "train_/eval_ documents, tokens, blocks; duplicates_dropped, exact_dropped, near_dropped, "
                             "dedup, dropped_tokens, files, skipped_files, cached)"},

@@ -29,7 +29,18 @@ class ModelSpec(Strict):
     id: str = Field(description="Hugging Face id, local directory, or builtin:tiny-llama")
     revision: str | None = None
     trust_remote_code: bool = False
-    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    # removed: the weights' dtype is each stage's (precision, master_weights). `auto` is still read, so
+    # recipes and run folders written before keep loading; any other value is an error naming the key.
+    dtype: str | None = Field(None, exclude=True, description="removed; use the stages' precision and master_weights")
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype_removed(cls, v: Any) -> Any:
+        if v not in (None, "auto"):
+            raise ValueError(f"model.dtype is no longer read : the weights load in each stage's "
+                             f"precision, and full training's master_weights (fp32 or bf16_kahan) decide how "
+                             f"they are updated; remove the key and set precision: {v} on the stages")
+        return v
 
 
 class Hardware(Strict):
@@ -88,6 +99,9 @@ class StageBase(Strict):
     micro_batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    master_weights: Literal["auto", "fp32", "bf16_kahan"] = Field(
+        "auto", description="full training: fp32 master weights, or bf16 weights with Kahan-compensated AdamW "
+                            "(10 instead of 18 bytes per parameter); auto: fp32 where the step fits the card")
     gradient_checkpointing: bool = Field(False, description="unset: on only when the VRAM estimate needs it")
     attention: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
         "auto", description="auto: flash_attention_2 with CUDA and flash_attn installed, else sdpa")

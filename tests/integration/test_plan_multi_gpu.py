@@ -28,10 +28,12 @@ def test_seventy_b_cpt_on_eight_h100_suggests_sharding_with_its_estimate():
     assert st["sharded"] and set(st["memory_per_gpu"]) == {"ddp", "fsdp", "zero3", "zero3_offload"}
     assert st["memory_per_gpu"]["ddp"] > 400 > 79 > st["peak_vram_gib"]  # why: a full copy cannot fit
     assert est["usd"] == pytest.approx(est["hours"] * 8 * est["price_per_hour"], rel=1e-3)
-    assert any(r.startswith(f"cpt: {est['strategy']}:") and "does not" not in r for r in dec["reasons"])
+    # 70B: FSDP's fp32 shards need ~142 GiB per H100, so ZeRO-3 offloads the optimizer state to CPU RAM
+    assert est["strategy"] == "deepspeed-zero3" and est["offload_optimizer"]
+    assert any(r.startswith(f"cpt: {est['strategy']}") and "does not" not in r for r in dec["reasons"])
     assert any("scaling efficiency" in r for r in dec["reasons"])
     one = plan("--params", "70e9", "--corpus-size", "50GB", "--gpu", "H100", "--gpus", "1")["decision"]["estimate"]
-    assert not one["fits"] and one["hours"] > 6 * est["hours"]  # 8 GPUs: faster, though not 8x
+    assert not one["fits"] and one["hours"] > 4 * est["hours"]  # 8 GPUs: faster, though not 8x (offload: ~0.6 each)
 
 
 def test_sixteen_gpus_write_a_two_node_recipe(tmp_path):

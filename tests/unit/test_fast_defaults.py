@@ -116,20 +116,27 @@ def test_sdpa_caps_the_flattened_packed_row():
     assert st.micro_batch_size * 4096 <= SDPA_PACKED_ROW_TOKENS and st.micro_batch_size * st.grad_accum == 8
 
 
-def test_checkpointing_when_the_8b_full_step_outgrows_the_card():
-    fits = recipe({"type": "cpt", "data": ["x"], "seq_len": 2048})
-    apply_defaults(fits, H100, LLAMA_8B)  # ~60 GiB of weights and AdamW state; a row or two fit beside it
-    st = fits.stages[0]
-    assert not st.gradient_checkpointing and st.micro_batch_size < 4 and st.micro_batch_size * st.grad_accum == 4
+def test_8b_full_on_an_80gib_card_takes_kahan_weights_and_checkpointing():
+    r = recipe({"type": "cpt", "data": ["x"], "seq_len": 2048})
+    out = apply_defaults(r, H100, LLAMA_8B)
+    st = r.stages[0]
     budget = H100.gpu_mem_gib - CONTEXT_GIB
-    assert peak_gib(LLAMA_8B, "full", st.micro_batch_size, 2048, False, True) <= budget
-    assert peak_gib(LLAMA_8B, "full", 2 * st.micro_batch_size, 2048, False, True) > budget
-    longer = recipe({"type": "cpt", "data": ["x"], "seq_len": 16384})
-    assert peak_gib(LLAMA_8B, "full", 1, 16384, False, True) > budget  # the premise: one long row is too much
-    out = apply_defaults(longer, H100, LLAMA_8B)
-    assert longer.stages[0].gradient_checkpointing
-    assert "GiB" in by_key(out, "cpt")["micro_batch_size"]["reason"]
+    # fp32 master weights (18 bytes per parameter, ~135 GiB) cannot fit: bf16 + Kahan (10 bytes, ~75 GiB)
+    assert peak_gib(LLAMA_8B, "full", 1, 2048, True, True, master="fp32") > budget
+    assert st.master_weights == "bf16_kahan" and "fp32 master weights need" in by_key(out, "cpt")["master_weights"]["reason"]
+    # and even beside those, one row needs recomputation
+    assert peak_gib(LLAMA_8B, "full", 1, 2048, False, True, master="bf16_kahan") > budget
+    assert st.gradient_checkpointing and st.micro_batch_size * st.grad_accum == 4
+    assert peak_gib(LLAMA_8B, "full", st.micro_batch_size, 2048, True, True, master="bf16_kahan") <= budget
     assert "micro-batch 1 does not fit" in by_key(out, "cpt")["gradient_checkpointing"]["reason"]
+    assert "bf16_kahan master weights" in by_key(out, "cpt")["micro_batch_size"]["reason"]
+
+
+def test_8b_full_on_a_141gib_card_keeps_fp32_master_weights():
+    h200 = Machine(cuda=True, gpu_name="NVIDIA H200", gpu_mem_gib=139.8, liger=True, flash_attn=False, cpus=16)
+    r = recipe({"type": "cpt", "data": ["x"], "seq_len": 2048, "micro_batch_size": 1, "grad_accum": 4})
+    out = apply_defaults(r, h200, LLAMA_8B)
+    assert r.stages[0].master_weights == "fp32" and "every update is kept" in by_key(out, "cpt")["master_weights"]["reason"]
 
 
 def test_1b_cpt_on_an_80gib_card_keeps_the_batch_whole():
@@ -175,6 +182,45 @@ def test_cpu_takes_the_whole_batch_in_one_micro_batch_when_host_memory_allows():
     assert "host memory" in by_key(out, "cpt")["micro_batch_size"]["reason"]
     r = recipe({"type": "cpt", "data": ["x"], "seq_len": 256, "micro_batch_size": 4, "grad_accum": 8})
     r.stages[0].model_fields_set.difference_update({"micro_batch_size", "grad_accum"})
-    one_row = 2 * peak_gib(TINY_DEMO, "full", 1, 256, False, False)
+    one_row = peak_gib(TINY_DEMO, "full", 1, 256, False, False, compute="fp32")  # the CPU trains in fp32
     apply_defaults(r, Machine(cuda=False, host_mem_gib=2 * 8.5 * one_row), TINY_DEMO)  # room for ~8 rows
     assert r.stages[0].micro_batch_size < 32 and r.stages[0].micro_batch_size * r.stages[0].grad_accum == 32
+
+
+# ---------------------------------------------------------------- precision and master weights
+
+def test_cpu_precision_auto_is_fp32_and_explicit_bf16_is_honoured_and_called_slower():
+    r = recipe({"type": "cpt", "data": ["x"]}, {"type": "cpt", "name": "b", "data": ["x"], "precision": "bf16"})
+    out = apply_defaults(r, Machine(cuda=False, host_mem_gib=16.0), TINY_DEMO)
+    assert by_key(out, "cpt")["precision"]["value"] == "fp32"
+    assert by_key(out, "cpt")["master_weights"]["value"] == "fp32"
+    b = by_key(out, "b")
+    assert b["precision"]["value"] == "bf16" and "slower than fp32" in b["precision"]["reason"]
+    assert b["master_weights"]["value"] == "fp32" and "every update is kept" in b["master_weights"]["reason"]
+
+
+def test_gpu_without_bf16_trains_full_weights_with_fp32_master_and_fp16_autocast():
+    t4 = Machine(cuda=True, gpu_name="Tesla T4", gpu_mem_gib=15.0, bf16=False)
+    r = recipe({"type": "cpt", "data": ["x"]}, {"type": "sft", "data": "p.jsonl", "method": "lora"})
+    out = apply_defaults(r, t4, TINY_DEMO)
+    assert by_key(out, "cpt")["precision"]["value"] == "fp16"
+    assert by_key(out, "cpt")["master_weights"]["value"] == "fp32" and "loss scaling" in by_key(out, "cpt")["master_weights"]["reason"]
+    assert "master_weights" not in by_key(out, "sft")  # LoRA: the adapters are fp32 anyway
+
+
+def test_bf16_on_a_gpu_without_it_is_a_recipe_problem():
+    from training.recipe import RecipeError
+    t4 = Machine(cuda=True, gpu_name="Tesla T4", gpu_mem_gib=15.0, bf16=False)
+    with pytest.raises(RecipeError, match="stages.0.precision.*precision: fp16 or auto"):
+        apply_defaults(recipe({"type": "cpt", "data": ["x"], "precision": "bf16"}), t4, TINY_DEMO)
+
+
+def test_sharded_full_training_keeps_fp32_master_shards_and_an_explicit_mode_wins():
+    r = validate_data({"name": "t", "model": {"id": "m"}, "hardware": {"num_processes": 8, "strategy": "fsdp"},
+                       "stages": [{"type": "cpt", "data": ["x"]}]}, check_paths=False)
+    out = apply_defaults(r, H100, LLAMA_8B)
+    assert by_key(out, "cpt")["master_weights"]["value"] == "fp32" and "fp32 master shards" in by_key(out, "cpt")["master_weights"]["reason"]
+    r = recipe({"type": "cpt", "data": ["x"], "master_weights": "bf16_kahan"})
+    out = apply_defaults(r, H100, LLAMA_1B)
+    assert by_key(out, "cpt")["master_weights"] == {"stage": "cpt", "key": "master_weights", "value": "bf16_kahan",
+                                                    "reason": "set in the recipe"}

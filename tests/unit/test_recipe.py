@@ -126,3 +126,26 @@ def test_demo_recipe_is_valid():
     r = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml")
     assert [s.type for s in r.stages] == ["cpt", "sft"]
     assert yaml.safe_load((Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml").read_text())["version"] == 1
+
+
+def test_model_dtype_auto_still_loads_and_is_not_written_back(tmp_path):
+    from training.recipe import dump_recipe
+    r = load_recipe(write(tmp_path, GOOD.replace("  id: builtin:tiny-llama\n", "  id: builtin:tiny-llama\n  dtype: auto\n")))
+    assert "dtype" not in yaml.safe_load(dump_recipe(r))["model"]  # run folders no longer carry the dead key
+
+
+@pytest.mark.parametrize("value", ["bf16", "fp16", "fp32"])
+def test_model_dtype_other_than_auto_names_the_key_and_what_to_set(tmp_path, value):
+    # model.dtype was accepted and never read; the stages' precision and master_weights decide the weights
+    err = problems(tmp_path, GOOD.replace("  id: builtin:tiny-llama\n", f"  id: builtin:tiny-llama\n  dtype: {value}\n"))
+    (line,) = err.lines()
+    assert ":4: model.dtype" in line and f"set precision: {value} on the stages" in line
+
+
+def test_master_weights_key(tmp_path):
+    r = load_recipe(write(tmp_path, GOOD.replace("    data: builtin:demo-corpus\n",
+                                                 "    data: builtin:demo-corpus\n    master_weights: bf16_kahan\n")))
+    assert r.stages[0].master_weights == "bf16_kahan" and r.stages[1].master_weights == "auto"
+    err = problems(tmp_path, GOOD.replace("    data: builtin:demo-corpus\n",
+                                          "    data: builtin:demo-corpus\n    master_weights: fp8\n"))
+    assert any("stages.0.master_weights" in x and "bf16_kahan" in x for x in err.lines())

@@ -127,6 +127,16 @@ def test_oom_on_h100_for_8b_lora_suggests_changes_that_fit():
     assert "micro_batch_size" in hint or "gradient_checkpointing" in hint
 
 
+def test_oom_of_8b_full_with_fp32_master_weights_suggests_kahan():
+    # the one memory model: fp32 master weights are 18 bytes per parameter, bf16 + Kahan 10
+    m = _m8b(micro_batch=1, gradient_checkpointing=True)
+    assert estimate_memory(m)["grads_optimizer"] + estimate_memory(m)["weights"] == pytest.approx(18 * m.params, rel=1e-6)
+    k = MemoryInput(**{**m.__dict__, "master": "bf16_kahan"})
+    assert estimate_memory(k)["grads_optimizer"] + estimate_memory(k)["weights"] == pytest.approx(10 * m.params, rel=1e-6)
+    _, hint = explain_oom(m, grad_accum=4, available=100 * GIB)
+    assert hint.startswith("change the recipe, then resume: master_weights: bf16_kahan")
+
+
 def test_oom_when_nothing_fits_says_so():
     m = _m8b()
     _, hint = explain_oom(m, grad_accum=1, available=8 * GIB)

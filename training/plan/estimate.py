@@ -14,20 +14,13 @@ Throughput (per GPU):
     Before any of this, `plan` uses the nearest point measured on the card (training/plan/calibration.py).
     SFT is estimated packed on a GPU (runs pack with flash-attention by default) and padded on the CPU.
 Peak VRAM (per GPU, what torch.cuda.max_memory_allocated reports; the CUDA context adds ~0.5-1 GiB):
-    static        full:  P * (2 weights + 2 grads + 4 AdamW m,v)   bf16 throughout, as the engine trains
-                  lora:  P * 2 (frozen bf16 base) + P_lora * 16 (fp32 adapter, grad, m, v)
-                  qlora: P_linear * NF4_BYTES + P_embed * 4 (prepare_model_for_kbit_training upcasts the
-                         embeddings and LM head to fp32) + P_lora * 16
-    activations   T = micro_batch * seq tokens per step, per token per layer (bf16 tensors saved for backward):
-                  plain:  2 * (6h + 2kv + 4i) bytes (norm in/out, q k v, attention out; gate, up, act, product)
-                  fused:  2 * (5h + 2kv + 3i) bytes (Liger's RMSNorm/SwiGLU keep fewer tensors)
-                  LoRA dropout > 0 keeps a dropped-out copy of each adapted input: 2 * (6h + i) more
-                  checkpointing: keep only each layer's input (2 bytes/element, 4 for QLoRA's fp32 residual)
-                  plus one layer's activations while it is recomputed
-    logits        T * V * 14 bytes (bf16 logits, fp32 copy, fp32 log-softmax, fp32 gradient), 12 when the
-                  LM head is fp32 (QLoRA); ~0 with Liger's fused linear cross-entropy
+    training/plan/memory.py, the one memory model (weights, gradients, optimizer, master weights,
+    activations, logits per mode and sharding strategy). Full training counts the master weights the
+    runtime will use: fp32 (18 bytes per parameter with autocast) where a step fits the card, else bf16
+    with Kahan summation (10 bytes); sharded strategies keep fp32 master shards.
 Calibrated on the H200 rows in /work/shared/bench/2026-11-28-h200-anchor.jsonl (tests/unit/test_estimate.py
-keeps every row within +-25% for tokens/s and peak GiB).
+keeps every row within +-25% for tokens/s and peak GiB; the full-weight rows ran bf16 weights with bf16
+AdamW state, master="bf16" in the memory model, and are computed in that mode).
 """
 from __future__ import annotations
 
@@ -36,9 +29,10 @@ from pathlib import Path
 
 import yaml
 
+from training.plan.memory import GIB, NF4_BYTES, StepConfig, choose_master, step_gib  # noqa: F401 (re-exported)
 from training.plan.shapes import ModelShape
+from training.plan.sharding import SCALING_EFF, choose_sharding, layout, scaling_efficiency  # noqa: F401
 
-GIB = 2**30
 # expected model-FLOPs utilisation of a packed step on an H100/H200-class card (measured, see the anchor rows)
 # (useful FLOPs over the FLOPs computed: the checkpointed anchor rows -- every LoRA/QLoRA row, the 8B full row --
 # are divided by their recompute share, so these are per FLOP computed)
@@ -50,8 +44,6 @@ LIGER_GAIN = 1.17           # fused RMSNorm/RoPE/SwiGLU/linear-cross-entropy: 38
 # padded batches with an attention mask (no flash kernel), per processed token, relative to packed:
 # measured on the guide-style rows (full 1B: 3.8% MFU; QLoRA 8B q/v: 4.7%) after removing the padding waste
 PADDED_STEP_EFF = {"full": 0.18, "lora": 0.42, "qlora": 0.42}
-NF4_BYTES = 4.127 / 8       # 4-bit NF4 plus double-quantised block scales
-SCALING_EFF = 0.90          # data-parallel efficiency for more than one GPU on a node (DDP/FSDP)
 SFT_PAD_EFFICIENCY = 0.6    # real/processed tokens of padded SFT batches when the pairs scan gave none
 RAG_EMBED_PARAMS = 110e6    # a small embedding model indexes the corpus for RAG: forward only, 2N FLOPs/token
 STATIC_SOURCE = "static constants (MFU measured on an H200, scaled to the card by memory bandwidth where known)"
@@ -80,20 +72,6 @@ def load_cards(path: Path | None = None) -> list[Card]:
 def find_card(name: str, cards: list[Card] | None = None) -> Card | None:
     key = name.strip().lower()
     return next((c for c in (cards or load_cards()) if key in c.names or key == c.name.lower()), None)
-
-
-@dataclass(frozen=True)
-class StepConfig:
-    kind: str                   # full | lora | qlora
-    seq: int                    # tokens per row (the padded length for padded batches)
-    micro_batch: int
-    packed: bool = True
-    liger: bool = False
-    checkpointing: bool = False
-    pad_efficiency: float = 1.0  # real / processed tokens (1.0 when packed)
-    lora_r: int = 16
-    lora_targets: str | tuple = "all-linear"
-    lora_dropout: float = 0.05
 
 
 def flops_per_token(m: ModelShape, cfg: StepConfig) -> float:
@@ -129,35 +107,9 @@ def tokens_per_second(m: ModelShape, cfg: StepConfig, card_tflops: float, card_n
     return mfu(cfg) * card_mfu_scale(card_name, card_tflops) * card_tflops * 1e12 / computed_flops_per_token(m, cfg)
 
 
-def _layer_act_bytes(m: ModelShape, cfg: StepConfig) -> float:
-    h, kv, i = m.hidden, m.kv_dim, m.intermediate
-    b = 2 * (5 * h + 2 * kv + 3 * i) if cfg.liger else 2 * (6 * h + 2 * kv + 4 * i)
-    if cfg.kind != "full" and cfg.lora_dropout > 0:
-        b += 2 * (6 * h + i)
-    return b
-
-
 def peak_vram_gib(m: ModelShape, cfg: StepConfig, shards: int = 1) -> float:
-    """Peak allocated GiB on one GPU; `shards` > 1 splits weights, grads and optimizer (FSDP/ZeRO-3)."""
-    p = m.total_params
-    targets = cfg.lora_targets if isinstance(cfg.lora_targets, str) else list(cfg.lora_targets)
-    if cfg.kind == "full":
-        static = p * (2 + 2 + 4)
-    elif cfg.kind == "lora":
-        static = p * 2 + m.lora_params(cfg.lora_r, targets) * 16
-    else:
-        linear = max(0.0, p - m.embed_params)
-        static = linear * NF4_BYTES + m.embed_params * 4 + m.lora_params(cfg.lora_r, targets) * 16
-    static /= max(1, shards)
-    t = cfg.micro_batch * cfg.seq
-    layer = _layer_act_bytes(m, cfg) * t
-    if cfg.checkpointing:
-        resid = 4 if cfg.kind == "qlora" else 2
-        act = m.layers * t * m.hidden * resid + layer
-    else:
-        act = m.layers * layer
-    logits = 0.0 if cfg.liger else t * m.vocab * (12 if cfg.kind == "qlora" else 14)
-    return (static + act + logits) / GIB
+    """Peak allocated GiB on one GPU (training/plan/memory.py); `shards` > 1: FSDP over that many GPUs."""
+    return step_gib(m, cfg, shards, "fsdp" if shards > 1 else "ddp")
 
 
 # ---------------------------------------------------------------- plans
@@ -183,6 +135,9 @@ class StageEstimate:
     strategy_reason: str = ""
     min_gpus: int | None = None
     throughput_source: str = ""  # the calibration point measured on this card, or the static constants
+    # full training's weights (training/plan/memory.py): fp32 master or bf16_kahan, and why; None for LoRA
+    master: str | None = None
+    master_reason: str = ""
 
 
 @dataclass
@@ -229,14 +184,17 @@ def stage_estimate(m: ModelShape, stage: str, kind: str, tokens: float, seq: int
                    pad_eff: float, liger: bool, card: Card, n_gpus: int) -> StageEstimate:
     """Pick checkpointing only when the step does not fit without it; then the strategy over the GPUs
     (training/plan/sharding.py: DDP when a full copy fits, else FSDP, else ZeRO-3 with optimizer offload)."""
-    from training.plan.sharding import choose_sharding, scaling_efficiency
-
     budget = card.memory_gib - CONTEXT_GIB
     cfg = StepConfig(kind=kind, seq=seq, micro_batch=micro, packed=packed, liger=liger,
                      pad_efficiency=1.0 if packed else pad_eff)
+    master, master_reason = choose_master(m, cfg, budget) if kind == "full" else (None, "")
+    if master:
+        cfg = StepConfig(**{**asdict(cfg), "master": master})
     if peak_vram_gib(m, cfg) > budget:
         cfg = StepConfig(**{**asdict(cfg), "checkpointing": True})
     ch = choose_sharding(m, cfg, budget, n_gpus, card.name)
+    if master and ch.strategy != "ddp":
+        master, master_reason = "fp32", "sharded: FSDP / ZeRO-3 keep fp32 master shards (16 bytes per parameter / GPUs)"
     eff = scaling_efficiency(n_gpus, ch.strategy, ch.offload_optimizer)
     from training.plan.calibration import nearest
     hit = nearest(card.name, kind, m, seq)
@@ -248,12 +206,11 @@ def stage_estimate(m: ModelShape, stage: str, kind: str, tokens: float, seq: int
                          micro_batch=ch.micro_batch, seq=seq, strategy=ch.strategy,
                          offload_optimizer=ch.offload_optimizer, scaling_efficiency=eff,
                          memory_per_gpu={k: round(v, 1) for k, v in ch.memory.items()},
-                         strategy_reason=ch.reason, min_gpus=ch.min_gpus)
+                         strategy_reason=ch.reason, min_gpus=ch.min_gpus, master=master,
+                         master_reason=master_reason)
 
 
 def _plan(path: str, method: str | None, stages: list[StageEstimate], card: Card, n: int, price: float) -> PlanEstimate:
-    from training.plan.sharding import layout
-
     hours = sum(s.hours for s in stages)
     peak = max((s.peak_vram_gib for s in stages), default=0.0)
     order = ("ddp", "fsdp", "deepspeed-zero3")

@@ -1,21 +1,25 @@
 """Several GPUs: which strategy a stage needs (DDP, FSDP or DeepSpeed ZeRO-3), its memory per GPU under
-each, and how time scales with the GPU count. Pure arithmetic on top of training.plan.estimate; no torch.
+each, and how time scales with the GPU count. Pure arithmetic on top of training/plan/memory.py (the one
+memory model); no torch, and nothing from estimate.py (which builds on this module).
 
-Memory per GPU (GiB), from estimate.peak_vram_gib (static = weights + gradients + optimizer state, plus
+Memory per GPU (GiB), memory.per_gpu_gib (weights, gradients, optimizer state and master weights, plus
 activations and logits of one micro-batch):
-    ddp            every GPU holds everything: peak_vram_gib(shards=1)
-    fsdp / zero3   static split over N GPUs, plus the layers held whole for a moment: the layer computing
-                   and the one prefetched (bf16 weights), and for full training one layer's gradients before
-                   the reduce-scatter: (3 full, 2 LoRA) x params per layer x 2 bytes
-    zero3_offload  as zero3 without the optimizer state (AdamW m, v: 4 bytes per trained parameter, as
-                   estimate.py counts them), which DeepSpeed keeps in CPU RAM and steps with its CPU Adam
+    ddp            every GPU holds everything, in the stage's master-weights mode (fp32: 18 bytes per
+                   parameter; bf16 + Kahan: 10)
+    fsdp           full training: 16 bytes per parameter / N (FSDP mixed precision keeps fp32 sharded
+                   params and grads, accelerate upcasts them), plus the layers held whole for a moment:
+                   the layer computing and the one prefetched (bf16), and one layer's gradients before the
+                   reduce-scatter: (3 full, 2 LoRA) x params per layer x 2 bytes
+    zero3          16 / N as well (bf16 params and grads + fp32 master + fp32 m, v), same gathered layers
+    zero3_offload  4 / N: the fp32 master and m, v (12 bytes per parameter) live in CPU RAM, stepped by
+                   DeepSpeed's CPU Adam
 The chooser: DDP when a full copy fits one card (simplest, fastest); else FSDP (native PyTorch, no extra
 package, the saved model is an ordinary folder), halving the micro-batch down to 1 if needed (the
 recipe raises grad_accum to keep the batch); else ZeRO-3 with the optimizer offloaded to CPU RAM
 (DeepSpeed's CPU Adam is the mature path for that); else the GPU count FSDP would need.
 
 Scaling (stated assumptions, not measured here; no multi-GPU machine was available to calibrate them):
-    efficiency = 0.90 on several GPUs of one node (NVLink; = estimate.SCALING_EFF)
+    efficiency = 0.90 on several GPUs of one node (NVLink; SCALING_EFF)
                x 0.85 when the GPUs span nodes (InfiniBand between nodes)
                x 0.95 when sharded (all-gather / reduce-scatter of every layer, mostly overlapped)
                x 0.70 with the optimizer stepped on the CPU
@@ -26,15 +30,15 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from training.plan.estimate import GIB, SCALING_EFF, StepConfig, peak_vram_gib
+from training.plan.memory import StepConfig, per_gpu_gib
 from training.plan.shapes import ModelShape
 
 GPUS_PER_NODE = 8
 INTER_NODE_EFF = 0.85
 SHARDED_EFF = 0.95
 OFFLOAD_EFF = 0.70
-OPTIM_BYTES = 4  # AdamW m and v per trained parameter, bf16, as estimate.peak_vram_gib counts them
-STRATEGIES = ("ddp", "fsdp", "zero3", "zero3_offload")
+SCALING_EFF = 0.90          # data-parallel efficiency for more than one GPU on a node (DDP/FSDP)
+HOST_OPTIM_BYTES = 12       # ZeRO-3 offload: fp32 master + fp32 AdamW m, v per parameter in CPU RAM
 
 
 def layout(n_gpus: int, gpus_per_node: int = GPUS_PER_NODE) -> tuple[int, int]:
@@ -59,20 +63,9 @@ def scaling_efficiency(n_gpus: int, strategy: str = "ddp", offload: bool = False
     return eff
 
 
-def _layer_params(m: ModelShape) -> float:
-    return max(0.0, m.total_params - m.embed_params) / max(1, m.layers)
-
-
 def per_gpu_memory(m: ModelShape, cfg: StepConfig, n_gpus: int) -> dict[str, float]:
-    """Peak GiB per GPU under each strategy for this step on N GPUs."""
-    ddp = peak_vram_gib(m, cfg)
-    if n_gpus <= 1:
-        return {s: ddp for s in STRATEGIES}
-    whole_layers = 3 if cfg.kind == "full" else 2
-    gather = whole_layers * _layer_params(m) * 2 / GIB
-    sharded = peak_vram_gib(m, cfg, shards=n_gpus) + gather
-    optim = (m.total_params * OPTIM_BYTES / n_gpus / GIB) if cfg.kind == "full" else 0.0
-    return {"ddp": ddp, "fsdp": sharded, "zero3": sharded, "zero3_offload": sharded - optim}
+    """Peak GiB per GPU under each strategy for this step on N GPUs (training/plan/memory.py)."""
+    return per_gpu_gib(m, cfg, n_gpus)
 
 
 @dataclass(frozen=True)
@@ -134,7 +127,7 @@ def choose_sharding(m: ModelShape, cfg: StepConfig, budget_gib: float, n_gpus: i
             break
         micro = max(1, micro // 2)
     if mem["zero3_offload"] <= budget_gib:
-        host = m.total_params * OPTIM_BYTES / 1e9 / layout(n_gpus)[0]
+        host = m.total_params * HOST_OPTIM_BYTES / 1e9 / layout(n_gpus)[0]
         why = (f"{too_big}; sharded over {n_gpus} GPUs it still needs {mem['fsdp']:,.1f} GiB each even at "
                f"micro-batch 1: DeepSpeed ZeRO-3 with the optimizer state offloaded to CPU RAM (about "
                f"{host:,.0f} GB per node) needs {mem['zero3_offload']:,.1f} GiB per GPU; ZeRO-3 rather than FSDP "

@@ -23,6 +23,10 @@ run's recipe.yaml. What it decides:
   (by the VRAM estimate of training/plan/estimate.py; on the CPU, half the free host memory) is chosen, and accumulation makes up the
   rest. A person who sets either key keeps both as written.
 - gradient checkpointing only when not even a micro-batch of 1 fits without it.
+- full training's master weights (`master_weights`, training/runtime/precision.py): fp32 where the step
+  fits the card by the one memory model (training/plan/memory.py, 18 bytes per parameter), else bf16 with
+  Kahan-compensated AdamW (10); fp32 on the CPU, under FSDP / ZeRO-3 and on GPUs without bf16.
+- precision: recorded as it will run; an explicit bf16 on the CPU is honoured and said to be slower.
 """
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ class Machine:
     flash_attn: bool = False   # flash_attn importable
     cpus: int = 1
     host_mem_gib: float | None = None  # available host memory: the CPU's "card" when there is no GPU
+    bf16: bool = True          # the GPU computes in bf16 (compute capability 8.0+); False on V100, T4
 
 
 def _has(module: str) -> bool:
@@ -58,6 +63,7 @@ def _has(module: str) -> bool:
 def detect() -> Machine:
     """The first GPU through NVML (no torch import), and which optional kernels are installed."""
     name = mem = None
+    bf16 = True
     try:
         import pynvml
         pynvml.nvmlInit()
@@ -67,6 +73,10 @@ def detect() -> Machine:
                 n = pynvml.nvmlDeviceGetName(h)
                 name = n.decode() if isinstance(n, bytes) else n
                 mem = pynvml.nvmlDeviceGetMemoryInfo(h).total / GIB
+                try:
+                    bf16 = pynvml.nvmlDeviceGetCudaComputeCapability(h)[0] >= 8
+                except Exception:
+                    pass
         finally:
             pynvml.nvmlShutdown()
     except Exception:
@@ -78,7 +88,8 @@ def detect() -> Machine:
     except Exception:
         host = None
     return Machine(cuda=gpu, gpu_name=name, gpu_mem_gib=mem, liger=gpu and _has("liger_kernel"),
-                   flash_attn=gpu and _has("flash_attn"), cpus=os.cpu_count() or 1, host_mem_gib=host)
+                   flash_attn=gpu and _has("flash_attn"), cpus=os.cpu_count() or 1, host_mem_gib=host,
+                   bf16=bf16)
 
 
 def loader_settings(cuda: bool, cpus: int | None = None) -> dict:
@@ -91,14 +102,22 @@ def loader_settings(cuda: bool, cpus: int | None = None) -> dict:
 
 # ---------------------------------------------------------------- VRAM estimate
 
-def peak_gib(shape, kind: str, micro: int, seq: int, checkpointing: bool, liger: bool, lora=None) -> float:
-    """Peak GiB of one training step, by the project's calibrated estimate (training/plan/estimate.py)."""
-    from training.plan.estimate import StepConfig, peak_vram_gib
+def step_config(kind: str, micro: int, seq: int, checkpointing: bool, liger: bool, lora=None,
+                master: str = "fp32", compute: str = "bf16"):
+    from training.plan.memory import StepConfig
     kw = {} if lora is None else dict(lora_r=lora.r, lora_dropout=lora.dropout,
                                       lora_targets=lora.target_modules if isinstance(lora.target_modules, str)
                                       else tuple(lora.target_modules))
-    return peak_vram_gib(shape, StepConfig(kind=kind, seq=seq, micro_batch=micro, packed=True, liger=liger,
-                                           checkpointing=checkpointing, **kw))
+    return StepConfig(kind=kind, seq=seq, micro_batch=micro, packed=True, liger=liger, checkpointing=checkpointing,
+                      master=master, compute=compute, **kw)
+
+
+def peak_gib(shape, kind: str, micro: int, seq: int, checkpointing: bool, liger: bool, lora=None,
+             master: str = "fp32", compute: str = "bf16", strategy: str = "ddp", shards: int = 1) -> float:
+    """Peak GiB of one training step, by the one memory model (training/plan/memory.py)."""
+    from training.plan.memory import step_gib
+    return step_gib(shape, step_config(kind, micro, seq, checkpointing, liger, lora, master, compute), shards,
+                    strategy)
 
 
 def model_shape(model_id: str):
@@ -153,7 +172,7 @@ def apply_defaults(recipe, machine: Machine, shape=None) -> list[dict]:
         st.model_fields_set.discard(key)  # still a default: a later resolve may choose again
         out.append({"stage": st.name, "key": key, "value": value, "reason": reason})
 
-    for st in recipe.stages:
+    for i, st in enumerate(recipe.stages):
         if machine.cuda and machine.flash_attn:
             put(st, "attention", "flash_attention_2", "CUDA and flash_attn are installed: varlen kernels, no mask")
         else:
@@ -177,7 +196,8 @@ def apply_defaults(recipe, machine: Machine, shape=None) -> list[dict]:
                 "but its attention grows with the square of the row; measured slower in bench/RESULTS.md)")
             put(st, "group_by_length", not st.packing, "micro-batches of similar lengths: little padding, "
                 "no packed-row mask" if not st.packing else "packed rows are all about max_seq_len long")
-        _batch(st, machine, shape, seq, st.packing, put)
+        compute, master = _precision(recipe, i, st, machine, shape, seq, put, out)
+        _batch(st, machine, shape, seq, st.packing, put, master, compute, _sharding(recipe.hardware))
     why = "CUDA: collation and host-to-GPU copies overlap the GPU step" if machine.cuda else \
         "CPU: worker processes would compete with training for the cores"
     for key, value in loader_settings(machine.cuda, machine.cpus).items():
@@ -187,21 +207,79 @@ def apply_defaults(recipe, machine: Machine, shape=None) -> list[dict]:
     return out
 
 
-def _batch(st, machine: Machine, shape, seq: int, packed: bool, put) -> None:
+def _sharding(hw) -> tuple[str, int]:
+    """The memory model's strategy name and shard count for the recipe's hardware."""
+    if hw.strategy == "fsdp":
+        return "fsdp", hw.gpu_count
+    if hw.strategy == "deepspeed-zero3":
+        return ("zero3_offload" if hw.offload_optimizer else "zero3"), hw.gpu_count
+    return "ddp", 1
+
+
+def _budget(machine: Machine) -> tuple[float, str]:
+    if machine.cuda:
+        return (machine.gpu_mem_gib or 0) - CONTEXT_GIB, gpu_text(machine)
+    return 0.5 * (machine.host_mem_gib or 0), "half the free host memory"
+
+
+def _precision(recipe, i: int, st, machine: Machine, shape, seq: int, put, out: list) -> tuple[str, str]:
+    """Record the precision a stage will run in; resolve full training's master weights. Returns
+    (compute dtype, master weights) for the memory estimate (training/runtime/precision.py decides)."""
+    from training.recipe import Problem, RecipeError
+    from training.runtime.precision import Device, PrecisionError, compute_dtype
+
+    try:
+        compute, notes = compute_dtype(st.precision, Device(machine.cuda, machine.bf16))
+    except PrecisionError as e:
+        raise RecipeError([Problem(path=f"stages.{i}.precision", message=str(e))]) from None
+    kind = "full" if st.type == "cpt" else st.method
+    if kind == "qlora" and compute == "fp32":
+        compute = "bf16" if machine.bf16 else "fp16"
+    if _explicit(st, "precision"):
+        why = "set in the recipe" + (f"; {notes[0]}" if notes else "")
+    elif not machine.cuda:
+        why = "auto on the CPU: fp32 (bf16 autocast is slower there; set precision: bf16 to test the GPU's numerics)"
+    else:
+        why = "auto: " + (notes[0] if notes else "this GPU computes in bf16")
+    out.append({"stage": st.name, "key": "precision", "value": compute, "reason": why})
+    if kind != "full":
+        return compute, "fp32"
+    strategy, shards = _sharding(recipe.hardware)
+    if compute == "fp32":
+        master, why = "fp32", "fp32 training: the weights are their own master copy"
+    elif strategy != "ddp":
+        master, why = "fp32", f"{recipe.hardware.strategy} keeps fp32 master shards (16 bytes per parameter / GPUs)"
+    elif compute == "fp16":
+        master, why = "fp32", "no bf16 on this GPU: fp32 master weights with fp16 autocast and loss scaling"
+    else:
+        budget, where = _budget(machine)
+        if shape is None or budget <= 0:
+            master, why = "fp32", ("no memory estimate (model shape unknown): fp32 master weights keep every update; "
+                                   "set master_weights: bf16_kahan if they do not fit")
+        else:
+            from training.plan.memory import choose_master
+            cfg = step_config("full", st.micro_batch_size, seq, True, bool(st.liger_kernel), compute=compute)
+            master, why = choose_master(shape, cfg, budget)
+            why += f" (in {where})"
+    put(st, "master_weights", master, why)
+    return compute, st.master_weights if st.master_weights != "auto" else master
+
+
+def _batch(st, machine: Machine, shape, seq: int, packed: bool, put, master: str = "fp32", compute: str = "bf16",
+           sharding: tuple[str, int] = ("ddp", 1)) -> None:
     rows = st.micro_batch_size * st.grad_accum
     sdpa_packed = st.type == "sft" and packed and st.attention != "flash_attention_2"
     cap = max(1, SDPA_PACKED_ROW_TOKENS // seq) if sdpa_packed else MAX_MICRO
     kind = "full" if st.type == "cpt" else st.method
     # SFT without Liger is estimated with full logits although TRL's trainer chunks them: on the safe side
     liger, lora = bool(st.liger_kernel), (st.lora if st.type == "sft" else None)
-    if machine.cuda:
-        budget, where, scale = (machine.gpu_mem_gib or 0) - CONTEXT_GIB, gpu_text(machine), 1.0
-    else:  # the CPU trains in fp32 (twice the estimate's bf16 bytes) and leaves half the free memory alone
-        budget, where, scale = 0.5 * (machine.host_mem_gib or 0), "half the free host memory (fp32)", 2.0
+    budget, where = _budget(machine)  # the CPU leaves half the free memory alone
+    where += f" ({compute}" + (f", {master} master weights)" if kind == "full" else ")")
     estimate = shape is not None and budget > 0
+    strategy, shards = sharding
 
     def peak(micro: int, ckpt: bool) -> float:
-        return scale * peak_gib(shape, kind, micro, seq, ckpt, liger, lora)
+        return peak_gib(shape, kind, micro, seq, ckpt, liger, lora, master, compute, strategy, shards)
 
     if _explicit(st, "micro_batch_size") or _explicit(st, "grad_accum"):  # a person split the batch: keep it
         for key in ("micro_batch_size", "grad_accum"):

@@ -1,7 +1,8 @@
 """Failures explained: pure functions from numbers to the words a person reads. No torch here.
 
 explain_nan()     loss became NaN or inf: the likely causes for this stage, most likely first.
-estimate_memory() bytes a training step needs on the GPU (weights, gradients, optimizer, activations).
+estimate_memory() bytes a training step needs on the GPU (weights, gradients, optimizer, master weights,
+                  activations), by the one memory model (training/plan/memory.py).
 explain_oom()     CUDA out of memory: estimated vs available, and concrete recipe changes that would fit.
 
 The numbers are estimates (within ~30% for dense decoder models); their job is to rank the changes
@@ -41,41 +42,39 @@ def explain_nan(stage_type: str, method: str, learning_rate: float, precision: s
 
 @dataclass(frozen=True)
 class MemoryInput:
-    """What decides a training step's GPU memory. Counts, not tensors, so tests can build one by hand."""
-    params: int                  # all parameters of the model
-    hidden: int
-    layers: int
-    vocab: int
+    """What decides a training step's GPU memory: the model's shape (training/plan/shapes.py) and the stage's
+    settings. Counted by the one memory model, training/plan/memory.py, as the estimate and the defaults are."""
+    shape: object                # a ModelShape
     seq_len: int
     micro_batch: int
-    precision: str = "bf16"      # bf16 | fp16 | fp32
+    precision: str = "bf16"      # bf16 | fp16 | fp32 (the compute dtype)
     method: str = "full"         # full | lora | qlora
-    trainable: int | None = None  # LoRA parameters; None means all (full)
     gradient_checkpointing: bool = False
+    lora_r: int = 16
+    master: str = "fp32"         # full training: fp32 | bf16_kahan
+    liger: bool = False
+
+    @property
+    def params(self) -> float:
+        return self.shape.total_params
+
+
+def _step(m: MemoryInput):
+    from training.plan.memory import StepConfig
+    return StepConfig(kind=m.method, seq=m.seq_len, micro_batch=m.micro_batch, liger=m.liger,
+                      checkpointing=m.gradient_checkpointing, lora_r=m.lora_r,
+                      master=m.master if m.master in ("fp32", "bf16_kahan", "bf16") else "fp32",
+                      compute=m.precision if m.precision in ("bf16", "fp16", "fp32") else "bf16")
 
 
 def estimate_memory(m: MemoryInput) -> dict[str, int]:
-    """Bytes by part: weights, grads_optimizer, activations, logits, overhead; and `total`."""
-    wbytes = {"bf16": 2, "fp16": 2, "fp32": 4}.get(m.precision, 2)
-    if m.method == "qlora":
-        weights = int(m.params * 0.56)  # NF4 with double quantization, plus the layers kept in 16 bit
-    else:
-        weights = m.params * wbytes
-    trainable = m.params if m.method == "full" else (m.trainable or max(1, m.params // 100))
-    # gradients in the weights' dtype, AdamW's two moments in fp32
-    grads_opt = trainable * (wbytes + 8)
-    tokens = m.micro_batch * m.seq_len
-    act_bytes = 2 if m.precision in ("bf16", "fp16") or m.method == "qlora" else 4
-    # per layer and token ~17 activation values of width `hidden` (sdpa attention, no s^2 term)
-    per_layer = tokens * m.hidden * 17 * act_bytes
-    if m.gradient_checkpointing:
-        activations = m.layers * tokens * m.hidden * act_bytes + per_layer
-    else:
-        activations = m.layers * per_layer
-    logits = tokens * m.vocab * 4 * 2  # fp32 logits and their gradient
-    overhead = GIB  # CUDA context, allocator fragmentation
-    parts = {"weights": weights, "grads_optimizer": grads_opt, "activations": activations, "logits": logits,
-             "overhead": overhead}
+    """Bytes by part: weights, grads_optimizer (with master weights / compensation), activations, logits,
+    overhead; and `total`."""
+    from training.plan.memory import step_bytes
+    b = step_bytes(m.shape, _step(m))
+    parts = {"weights": int(b["weights"]), "grads_optimizer": int(b["grads"] + b["optimizer"] + b["master"]),
+             "activations": int(b["activations"]), "logits": int(b["logits"]),
+             "overhead": GIB}  # CUDA context, allocator fragmentation
     parts["total"] = sum(parts.values())
     return parts
 
@@ -100,9 +99,12 @@ def oom_changes(m: MemoryInput, grad_accum: int, available: int) -> list[tuple[s
         cands.append(("gradient_checkpointing: true and micro_batch_size: 1 "
                       f"(grad_accum: {grad_accum * m.micro_batch})",
                       replace(m, gradient_checkpointing=True, micro_batch=1)))
+    if m.method == "full" and m.master == "fp32" and m.precision == "bf16":
+        cands.append(("master_weights: bf16_kahan (bf16 weights with Kahan-compensated AdamW: 10 instead of "
+                      "18 bytes per parameter, the updates still kept)", replace(m, master="bf16_kahan")))
     if m.method in ("full", "lora"):
         cands.append(("method: qlora (4-bit base weights, LoRA adapters)",
-                      replace(m, method="qlora", trainable=m.trainable or max(1, m.params // 100),
+                      replace(m, method="qlora", precision="bf16" if m.precision == "fp32" else m.precision,
                               gradient_checkpointing=True)))
     if m.seq_len > 512:
         cands.append((f"seq_len / max_seq_len: {m.seq_len // 2}", replace(m, seq_len=m.seq_len // 2)))
@@ -130,22 +132,13 @@ def explain_oom(m: MemoryInput, grad_accum: int, available: int) -> tuple[str, s
 
 
 def memory_input(config: dict, stage_type: str, method: str, seq_len: int, micro_batch: int, precision: str,
-                 gradient_checkpointing: bool, lora_r: int = 16) -> MemoryInput:
-    """A MemoryInput from a model's config.json (a dict) and the stage's settings."""
-    h = int(config.get("hidden_size") or config.get("n_embd") or 4096)
-    layers = int(config.get("num_hidden_layers") or config.get("n_layer") or 32)
-    vocab = int(config.get("vocab_size") or 32000)
-    inter = int(config.get("intermediate_size") or 4 * h)
-    heads = int(config.get("num_attention_heads") or 32)
-    kv = int(config.get("num_key_value_heads") or heads)
-    attn = h * h * 2 + 2 * h * (h * kv // heads)
-    per_layer = attn + 3 * h * inter
-    emb = vocab * h * (1 if config.get("tie_word_embeddings", True) else 2)
-    params = layers * per_layer + emb
-    trainable = None
-    if method in ("lora", "qlora"):
-        # r x (in + out) for each of the 7 linear layers of a Llama block (all-linear)
-        trainable = layers * lora_r * (2 * (h + h) + 2 * (h + h * kv // heads) + 3 * (h + inter))
-    return MemoryInput(params=params, hidden=h, layers=layers, vocab=vocab, seq_len=seq_len, micro_batch=micro_batch,
-                       precision=precision, method=method if stage_type == "sft" else "full", trainable=trainable,
-                       gradient_checkpointing=gradient_checkpointing)
+                 gradient_checkpointing: bool, lora_r: int = 16, master: str = "fp32",
+                 liger: bool = False) -> MemoryInput:
+    """A MemoryInput from a model's config.json (a dict; Llama-8B-like sizes stand in for missing keys)."""
+    from training.plan.shapes import from_config
+    cfg = {"hidden_size": 4096, "num_hidden_layers": 32, "vocab_size": 32000, **(config or {})}
+    cfg.setdefault("tie_word_embeddings", True)
+    shape = from_config(cfg, "oom", "config.json")
+    return MemoryInput(shape=shape, seq_len=seq_len, micro_batch=micro_batch, precision=precision,
+                       method=method if stage_type == "sft" else "full", gradient_checkpointing=gradient_checkpointing,
+                       lora_r=lora_r, master=master, liger=liger)

@@ -73,7 +73,8 @@ def _explain(exc: BaseException, stage, run: Path, base: str) -> tuple[str, str,
         seq = getattr(stage, "seq_len", None) or getattr(stage, "max_seq_len", 1024)
         m = failures.memory_input(cfg, stage.type, getattr(stage, "method", "full"), seq, stage.micro_batch_size,
                                   resolve_precision(stage.precision), stage.gradient_checkpointing,
-                                  getattr(getattr(stage, "lora", None), "r", 16))
+                                  getattr(getattr(stage, "lora", None), "r", 16), master=stage.master_weights,
+                                  liger=bool(stage.liger_kernel))
         available = torch.cuda.mem_get_info()[1] if torch.cuda.is_available() else 0
         message, hint = failures.explain_oom(m, stage.grad_accum, available)
         return "oom", message, hint

@@ -59,15 +59,51 @@ def cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def device():
+    """What this process's device can compute in (training/runtime/precision.py decides from it)."""
+    from training.runtime.precision import Device
+    return Device(cuda=cuda(), bf16=cuda() and torch.cuda.is_bf16_supported())
+
+
+def sharded() -> bool:
+    """FSDP or DeepSpeed (accelerate launch sets these for the worker processes it starts)."""
+    return any(os.environ.get(k, "").lower() in ("1", "true")
+               for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"))
+
+
 def resolve_precision(p: str) -> str:
-    """auto: bf16 where the GPU supports it, else fp16 on older GPUs, fp32 on the CPU."""
-    if p != "auto":
-        if p in ("bf16", "fp16") and not cuda():
-            return "fp32"  # CPU autocast in half precision is slower than fp32 on most CPUs
-        return p
-    if cuda():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    """The compute dtype: auto is bf16 where the GPU supports it, else fp16 on older GPUs, fp32 on the CPU;
+    an explicit bf16 on the CPU is honoured (training/runtime/precision.py)."""
+    from training.runtime.precision import compute_dtype
+    return compute_dtype(p, device())[0]
+
+
+def precision_plan(st, kind: str):
+    """Compute dtype, load dtype, master weights and optimizer for this stage, said in train.log."""
+    from training.runtime.precision import choose_precision
+    plan = choose_precision(st.precision, kind, device(), getattr(st, "master_weights", "auto"), sharded())
+    for note in plan.notes:
+        print(f"[{st.name}] precision: {note}", flush=True)
+    print(f"[{st.name}] precision: compute {plan.compute}, weights loaded in {plan.load_dtype}"
+          + (f", master weights {plan.master}" if plan.master else "") + f", optimizer {plan.optimizer}", flush=True)
+    return plan
+
+
+def optimizer_cls_and_kwargs(plan, args):
+    """The Trainer's optimizer for bf16 weights with Kahan summation (torch-optimi's AdamW, which keeps
+    its state and compensation buffer in the weights' dtype); None: the Trainer's own AdamW (args.optim)."""
+    if not plan.kahan:
+        return None
+    from optimi import AdamW
+    return AdamW, dict(lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
+                       kahan_sum=True)
+
+
+def local_device_index(env=None) -> int:
+    """The GPU this process trains on: accelerate launch sets LOCAL_RANK before anything sets the device
+    (torch.cuda.current_device() is still 0 on every rank at model-loading time)."""
+    env = os.environ if env is None else env
+    return int(env.get("LOCAL_RANK", "0") or 0)
 
 
 def torch_dtype(precision: str):
@@ -86,7 +122,12 @@ def every(total: int, explicit: int | None, n: int = 5) -> int:
     return explicit or max(1, total // n)
 
 
-def training_args_kwargs(st, ctx: Ctx, precision: str, total_steps: int, has_eval: bool) -> dict:
+def training_args_kwargs(st, ctx: Ctx, precision, total_steps: int, has_eval: bool) -> dict:
+    """`precision`: a PrecisionPlan (training/runtime/precision.py) or a compute dtype name."""
+    optim = "adamw_torch_fused" if cuda() else "adamw_torch"
+    if not isinstance(precision, str):
+        optim = precision.optimizer if precision.optimizer.startswith("adamw_") else "adamw_torch"
+        precision = precision.compute
     ckpt = ctx.run_dir / "checkpoints" / st.name
     if ctx.report_to:  # each tracker logs into the run folder where it can, and never prompts for a login
         from training.runtime.trackers import tracker_env
@@ -120,7 +161,7 @@ def training_args_kwargs(st, ctx: Ctx, precision: str, total_steps: int, has_eva
         report_to=list(ctx.report_to) if ctx.is_main and ctx.report_to else "none",
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
-        optim="adamw_torch_fused" if cuda() else "adamw_torch",
+        optim=optim,
         remove_unused_columns=False,
         ddp_find_unused_parameters=False,  # every trainable weight is used each step (full model or LoRA)
         use_liger_kernel=use_liger(st),

@@ -15,8 +15,8 @@ from training.runtime.checkpoints import publish, temp_output
 from training.recipe import CptStage
 from training.runtime.prepare import load_splits, prepare
 from training.runtime.stages.common import (Ctx, EventCallback, attn_implementation, count_params, load_tokenizer,
-                                    main_rank_first, plan_steps, resolve_precision, set_threads, torch_dtype,
-                                    training_args_kwargs)
+                                    main_rank_first, optimizer_cls_and_kwargs, plan_steps, precision_plan,
+                                    set_threads, torch_dtype, training_args_kwargs)
 
 
 HELDOUT_CHARS = 16 << 20  # the before/after measurements score far fewer tokens than this
@@ -42,13 +42,13 @@ class CausalLMCollator:
 
 
 def run(st: CptStage, ctx: Ctx) -> dict:
-    import torch
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, set_seed
 
     # setup
     set_seed(ctx.seed)
     set_threads()
-    precision = resolve_precision(st.precision)
+    # full weights: fp32 master weights or bf16 + Kahan summation, never plain bf16 updates (runtime/precision.py)
+    prec = precision_plan(st, "full")
     tok = load_tokenizer(ctx)
 
     # data: documents -> dedup -> held-out split -> tokens -> packed blocks, cached in the run folder
@@ -67,17 +67,23 @@ def run(st: CptStage, ctx: Ctx) -> dict:
         print(f"[{st.name}] skipped {why}", flush=True)
     per_epoch, total = plan_steps(len(train_ds), st, ctx.world_size)
 
+    # training arguments before the model: under FSDP / ZeRO-3 they set up the accelerate / DeepSpeed state
+    # that from_pretrained needs to load sharded (ZeRO-3's zero.Init) instead of a full copy per rank
+    kw = training_args_kwargs(st, ctx, prec, total, eval_ds is not None)
+    kw["include_num_input_tokens_seen"] = "all"  # packed blocks hold no padding: every token is real
+    args = TrainingArguments(**kw)
+
     # model (the attention kernel its class supports: Gemma2 refuses sdpa)
     attn = attn_implementation(st, ctx.base_model, ctx.revision, ctx.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(ctx.base_model, revision=ctx.revision,
                                                  trust_remote_code=ctx.trust_remote_code,
-                                                 dtype=torch_dtype(precision) if precision != "fp32" else torch.float32,
+                                                 dtype=torch_dtype(prec.load_dtype),
                                                  attn_implementation=attn)
     n_total, n_train = count_params(model)
     ctx.events.emit("stage_start", stage=st.name, index=ctx.stage_index, type="cpt", method="full",
                     base=ctx.base_model, total_steps=total, steps_per_epoch=per_epoch, epochs=st.epochs,
                     tokens_per_step=st.micro_batch_size * st.grad_accum * st.seq_len * ctx.world_size,
-                    precision=precision,
+                    precision=prec.compute, master_weights=prec.master, optimizer=prec.optimizer,
                     params=n_total, trainable_params=n_train,
                     data={k: data[k] for k in ("train_documents", "train_tokens", "train_blocks", "eval_documents",
                                                 "eval_tokens", "eval_blocks", "duplicates_dropped", "exact_dropped",
@@ -87,12 +93,10 @@ def run(st: CptStage, ctx: Ctx) -> dict:
                        "skipped_files": len(data["skipped_files"])})
 
     # train
-    kw = training_args_kwargs(st, ctx, precision, total, eval_ds is not None)
-    kw["include_num_input_tokens_seen"] = "all"  # packed blocks hold no padding: every token is real
-    args = TrainingArguments(**kw)
     cb = EventCallback(ctx, st, total)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=CausalLMCollator(), callbacks=[*ctx.extra_callbacks, cb])
+                      data_collator=CausalLMCollator(), callbacks=[*ctx.extra_callbacks, cb],
+                      optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(prec, args))
     result = trainer.train(resume_from_checkpoint=ctx.resume_from)
 
     # save

@@ -15,8 +15,8 @@ from training.data import DataError, doc_hash, load_pairs_strict
 from training.recipe import SftStage
 from training.runtime.stages.tokens import fit_to_template
 from training.runtime.stages.common import (Ctx, EventCallback, attn_implementation, count_params, cuda, every,
-                                    load_tokenizer, plan_steps, resolve_precision, set_threads, torch_dtype,
-                                    training_args_kwargs)
+                                    load_tokenizer, local_device_index, optimizer_cls_and_kwargs, plan_steps,
+                                    precision_plan, set_threads, torch_dtype, training_args_kwargs)
 
 # used when the tokenizer has no chat template of its own (base models usually have none)
 PLAIN_CHAT_TEMPLATE = (
@@ -55,10 +55,13 @@ def split_pairs(rows: list[dict], fraction: float) -> tuple[list[dict], list[dic
     return train, ev
 
 
-def load_model(st: SftStage, ctx: Ctx, precision: str):
+def load_model(st: SftStage, ctx: Ctx, prec):
+    """`prec`: the stage's PrecisionPlan (training/runtime/precision.py): weights load in prec.load_dtype
+    (fp32 master weights for full training unless bf16 + Kahan; the compute dtype for a frozen LoRA base)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    precision = prec.compute
     kw = dict(revision=ctx.revision, trust_remote_code=ctx.trust_remote_code,
               attn_implementation=attn_implementation(st, ctx.base_model, ctx.revision, ctx.trust_remote_code))
     if st.method == "qlora":
@@ -70,10 +73,10 @@ def load_model(st: SftStage, ctx: Ctx, precision: str):
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
         model = AutoModelForCausalLM.from_pretrained(ctx.base_model, dtype=torch_dtype(precision),
-                                                     device_map={"": torch.cuda.current_device()}, **kw)
+                                                     device_map={"": local_device_index()}, **kw)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=st.gradient_checkpointing)
     else:
-        model = AutoModelForCausalLM.from_pretrained(ctx.base_model, dtype=torch_dtype(precision), **kw)
+        model = AutoModelForCausalLM.from_pretrained(ctx.base_model, dtype=torch_dtype(prec.load_dtype), **kw)
     if st.method in ("lora", "qlora"):
         from peft import LoraConfig, get_peft_model
         lcfg = LoraConfig(r=st.lora.r, lora_alpha=st.lora.alpha, lora_dropout=st.lora.dropout,
@@ -92,9 +95,7 @@ def run(st: SftStage, ctx: Ctx) -> dict:
     # setup
     set_seed(ctx.seed)
     set_threads()
-    precision = resolve_precision(st.precision)
-    if st.method == "qlora" and precision == "fp32":
-        precision = "bf16"
+    prec = precision_plan(st, "full" if st.method == "full" else st.method)
     tok = load_tokenizer(ctx)
     if note := no_template_note(tok, st.chat_template):
         print(f"[{st.name}] {note}", flush=True)
@@ -117,21 +118,25 @@ def run(st: SftStage, ctx: Ctx) -> dict:
     eval_ds = Dataset.from_list(eval_rows) if eval_rows else None
     per_epoch, total = plan_steps(len(train_rows), st, ctx.world_size)
 
-    # model
-    model = load_model(st, ctx, precision)
-    n_total, n_train = count_params(model)
-    # train. Packing (training/runtime/defaults.py): TRL's best-fit-decreasing bins, run padding-free; exact on
+    # training arguments before the model (FSDP / ZeRO-3 state must exist for sharded loading).
+    # Packing (training/runtime/defaults.py): TRL's best-fit-decreasing bins, run padding-free; exact on
     # flash-attention (varlen) and on sdpa (a block-diagonal mask from position_ids, as the trainer passes no cache).
     # Unpacked, micro-batches of similar lengths keep the padding small.
-    kw = training_args_kwargs(st, ctx, precision, total, eval_ds is not None)
+    kw = training_args_kwargs(st, ctx, prec, total, eval_ds is not None)
     kw.pop("include_num_input_tokens_seen")
     args = SFTConfig(**kw, include_num_input_tokens_seen="non_padding", max_length=st.max_seq_len,
                      packing=st.packing, packing_strategy="bfd", completion_only_loss=st.completion_only_loss,
                      train_sampling_strategy="group_by_length" if st.group_by_length else "random",
                      dataset_num_proc=None)
+
+    # model
+    model = load_model(st, ctx, prec)
+    n_total, n_train = count_params(model)
+    # train
     cb = EventCallback(ctx, st, total)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tok, callbacks=[*ctx.extra_callbacks, cb])
+                         processing_class=tok, callbacks=[*ctx.extra_callbacks, cb],
+                         optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(prec, args))
     if st.packing and not st.max_steps:  # epochs are counted in packed rows, fewer than pairs
         per_epoch, total = plan_steps(len(trainer.train_dataset), st, ctx.world_size)
         args.max_steps, cb.total = total, total
@@ -141,7 +146,8 @@ def run(st: SftStage, ctx: Ctx) -> dict:
             args.eval_steps = every(total, st.eval_steps)
     ctx.events.emit("stage_start", stage=st.name, index=ctx.stage_index, type="sft", method=st.method,
                     base=ctx.base_model, total_steps=total, steps_per_epoch=per_epoch, epochs=st.epochs,
-                    precision=precision, params=n_total, trainable_params=n_train,
+                    precision=prec.compute, master_weights=prec.master, optimizer=prec.optimizer,
+                    params=n_total, trainable_params=n_train,
                     data={"pairs": len(pairs.rows), "formats": pairs.formats, "invalid_rows": len(pairs.invalid),
                           "train_pairs": len(train_rows), "eval_pairs": len(eval_rows),
                           "train_rows": len(trainer.train_dataset), "packed": st.packing})
