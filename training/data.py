@@ -188,8 +188,7 @@ def iter_units(files: list[Path], text_field: str = "text", doc_separator: str =
     """(file, line or row where the document starts, text, first, last): documents by the rule above, in
     pieces of at most UNIT_CHARS. A bad .jsonl row raises DataError, or, when `bad_rows` is a list, is
     appended to it ("file:line: why") and skipped. Whitespace-only documents are skipped."""
-    from training.hub_data import local_file  # an hf: dataset id reads as its .jsonl snapshot
-    for path in map(local_file, files):
+    for path in files:  # hf: dataset ids arrive as their .jsonl snapshots (expand_data, training/hub_data.py)
         suffix = path.suffix.lower()
         if suffix in (".txt", ".md"):
             sep = separator_regex(doc_separator) if suffix == ".txt" else None
@@ -320,8 +319,6 @@ class PairsResult:
 
 
 def read_pairs(path: Path, fmt: str = "auto") -> PairsResult:
-    from training.hub_data import local_file  # an hf: dataset id reads as its .jsonl snapshot
-    path = local_file(path)
     res = PairsResult()
     try:
         f = open(path, encoding="utf-8")

@@ -282,6 +282,18 @@ def _pydantic_problems(err: ValidationError, lines: dict[tuple, int]) -> list[Pr
 DATA_SUFFIXES = (".txt", ".md", ".jsonl", ".parquet")
 
 
+# report_to: the package each experiment tracker needs (checked when the recipe is loaded)
+TRACKER_PACKAGE = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}
+
+
+def missing_packages(report_to: list[str]) -> list[str]:
+    """One sentence per tracker whose package is not installed."""
+    import importlib.util
+    return [f"report_to: {t} needs the {TRACKER_PACKAGE[t]} package, which is not installed; "
+            f"`pip install {TRACKER_PACKAGE[t]}` (or `pip install 'tune-wizard[trackers]'`) or remove it from report_to"
+            for t in report_to if importlib.util.find_spec(TRACKER_PACKAGE[t]) is None]
+
+
 def expand_data(spec: str) -> list[Path]:
     """Files named by a path, a folder (recursive) or a glob, restricted to the supported suffixes.
     An `hf:` dataset id is its .jsonl snapshot (training/hub_data.py; raises HubDataError when unusable)."""
@@ -367,7 +379,6 @@ def _check_paths(recipe: Recipe, lines: dict[tuple, int]) -> list[Problem]:
             elif isinstance(st, SftStage) and files[0].suffix.lower() != ".jsonl":
                 probs.append(Problem(path=path, line=_loc_line(loc, lines),
                                      message=f"pairs file '{spec}' must be .jsonl (one JSON object per line)"))
-    from training.runtime.trackers import missing_packages
     probs += [Problem(path="report_to", line=_loc_line(("report_to",), lines), message=m)
               for m in missing_packages(recipe.report_to)]
     gt = recipe.eval.general_text

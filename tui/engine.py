@@ -181,11 +181,11 @@ def start_run(recipe_path: Path) -> Path:
 
 def check_model(model: str, timeout: float = 8.0) -> tuple[str | None, str | None]:
     """(problem that stops the step, note to show) for a model id or folder: the same resolution the run does
-    before launch (training/runtime/family.py). No network or not cached is only a note: the recipe may be
+    before launch (training/family.py). No network or not cached is only a note: the recipe may be
     meant for another machine, and the run checks again before it starts."""
     if model.startswith("builtin:"):
         return None, None
-    from training.runtime.family import ModelError, resolve_model
+    from training.family import ModelError, resolve_model
     try:
         resolve_model(model, timeout=timeout)
     except ModelError as e:

@@ -85,6 +85,9 @@ def cmd_export(argv: list[str]) -> int:
             print(f"note: this adapter's base is a local folder ({base}); whoever loads it from the Hub needs that "
                   f"model too: export with --merge for a standalone one")
         try:
+            if not (run / "report.md").is_file():  # the model card is generated from it
+                from training.report.report import write_report
+                write_report(run)
             write_model_card(target, run, kind, base, a.push_to_hub)
             url = push_to_hub(target, a.push_to_hub, a.private, token)
         except ExportError as e:

@@ -148,7 +148,7 @@ def test_masking_on_a_real_batch_and_the_document_convention(name, models, data,
     from training.data import load_pairs_strict
     from training.runtime.stages.common import Ctx, load_tokenizer
     from training.runtime.stages.sft import chat_template
-    from training.runtime.stages.tokens import doc_affixes, fit_to_template, sft_example
+    from training.tokens import doc_affixes, fit_to_template, sft_example
 
     f = FAMILIES[name]
     ctx = Ctx(run_dir=tmp_path, events=None, stage_index=0, base_model=str(models[name]),

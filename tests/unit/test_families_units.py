@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from training.runtime.family import ModelError, attention, model_problems, resolve_model, text_config
+from training.family import ModelError, attention, model_problems, resolve_model, text_config
 from training.runtime.runner import check_run_name
-from training.runtime.stages.tokens import cut_at_stop, fold_system
+from training.tokens import cut_at_stop, fold_system
 
 GEMMA3_VL = {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
              "text_config": {"model_type": "gemma3_text", "num_hidden_layers": 34, "hidden_size": 2560,
@@ -96,7 +96,7 @@ def _hub_error(cls, msg):
 
 def test_gated_and_unknown_ids_are_told_apart(monkeypatch):
     from huggingface_hub import errors as hfe
-    from training.runtime.family import _explain_hub_error
+    from training.family import _explain_hub_error
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     g = _explain_hub_error("meta-llama/Llama-3.1-8B", _hub_error(hfe.GatedRepoError, "401 gated"))

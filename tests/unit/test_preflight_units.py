@@ -148,7 +148,7 @@ def test_calibration_nearest_point_on_this_card(tmp_path, monkeypatch):
 
 
 def test_report_sets_the_run_against_the_preflight():
-    from training.runtime.preflight import report_lines
+    from training.report.sections import preflight_lines as report_lines
     recipe = {"estimate": {"hours": 0.01, "source": "preflight", "preflight": {
         "device": "cpu", "date": "2026-12-01", "steps": 8,
         "stages": [{"stage": "cpt", "tokens_per_s": 1000.0, "s_per_step": 0.5, "peak_mem_gib": 0.8, "projected_s": 30.0}]}}}

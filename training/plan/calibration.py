@@ -41,7 +41,7 @@ def card_key(name: str | None) -> str:
     if n in SAME_CARD_ALIASES:
         return SAME_CARD_ALIASES[n]
     try:
-        from training.plan.estimate import find_card
+        from training.plan.cards import find_card
         c = find_card(n.removeprefix("nvidia ").replace(" ", "-"))
         if c is not None:
             return c.name.lower()
@@ -122,7 +122,7 @@ def nearest(card: str, method: str, shape, seq: int, points: list[dict] | None =
 
 def record_preflight(report: dict, recipe) -> Path | None:
     """Append a preflight's per-stage measurements."""
-    from training.runtime.defaults import model_shape
+    from training.plan.shapes import model_shape
     shape = model_shape(recipe.model.id)
     if shape is None:
         return None
@@ -138,7 +138,7 @@ def record_run(run_dir: Path) -> Path | None:
     import statistics
     from training.events import read_events
     from training.recipe import load_recipe
-    from training.runtime.defaults import model_shape
+    from training.plan.shapes import model_shape
     recipe = load_recipe(run_dir / "recipe.yaml", check_paths=False)
     shape = model_shape(recipe.model.id)
     if shape is None:
@@ -164,7 +164,7 @@ def _card_tflops(device: str) -> float | None:
     if card_key(device) == "cpu":
         return None
     try:
-        from training.plan.estimate import find_card
+        from training.plan.cards import find_card
         c = find_card(card_key(device))
         return c.peak_bf16_tflops if c else None
     except Exception:  # noqa: BLE001

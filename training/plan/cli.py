@@ -124,7 +124,7 @@ def main(argv: list[str]) -> int:
         return _err(f"--model {a.model}: its config.json lacks the model's sizes ({e}); add --params (e.g. 8e9)")
     if shape is None:
         # not here, not cached, not in the table: ask the Hub (bounded), and say which case it is
-        from training.runtime.family import ModelError, resolve_model
+        from training.family import ModelError, resolve_model
         try:
             cfg = resolve_model(a.model)
         except ModelError as e:

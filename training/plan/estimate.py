@@ -25,11 +25,10 @@ AdamW state, master="bf16" in the memory model, and are computed in that mode).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-import yaml
 
 from training.plan.memory import GIB, NF4_BYTES, StepConfig, choose_master, step_gib  # noqa: F401 (re-exported)
+from training.plan.cards import PRICES_FILE, Card, find_card, load_cards  # noqa: F401 (re-exported)
 from training.plan.shapes import ModelShape
 from training.plan.sharding import SCALING_EFF, choose_sharding, layout, scaling_efficiency  # noqa: F401
 
@@ -48,30 +47,6 @@ SFT_PAD_EFFICIENCY = 0.6    # real/processed tokens of padded SFT batches when t
 RAG_EMBED_PARAMS = 110e6    # a small embedding model indexes the corpus for RAG: forward only, 2N FLOPs/token
 STATIC_SOURCE = "static constants (MFU measured on an H200, scaled to the card by memory bandwidth where known)"
 CONTEXT_GIB = 1.0           # CUDA context and allocator slack, added when checking that a plan fits
-PRICES_FILE = Path(__file__).resolve().parents[2] / "recipes" / "gpu_prices.yaml"
-
-
-@dataclass(frozen=True)
-class Card:
-    name: str
-    memory_gib: float
-    peak_bf16_tflops: float
-    price_per_hour: float
-    price_source: str
-    price_date: str
-    names: tuple = ()
-
-
-def load_cards(path: Path | None = None) -> list[Card]:
-    data = yaml.safe_load(Path(path or PRICES_FILE).read_text())
-    return [Card(name=c["names"][0], names=tuple(str(n).lower() for n in c["names"]), memory_gib=float(c["memory_gib"]),
-                 peak_bf16_tflops=float(c["peak_bf16_tflops"]), price_per_hour=float(c["price_per_hour"]),
-                 price_source=c["price_source"], price_date=str(c["price_date"])) for c in data["cards"]]
-
-
-def find_card(name: str, cards: list[Card] | None = None) -> Card | None:
-    key = name.strip().lower()
-    return next((c for c in (cards or load_cards()) if key in c.names or key == c.name.lower()), None)
 
 
 def flops_per_token(m: ModelShape, cfg: StepConfig) -> float:

@@ -71,7 +71,8 @@ def pad_efficiency(lengths: list[int], batch: int = 4, cap: int | None = None) -
 
 def scan_pairs(path: str, tokenizer_dir: str | None = None) -> PairsFacts:
     """Raises training.data.DataError when the file cannot be read or is not UTF-8."""
-    res = read_pairs(Path(path))
+    from training.hub_data import local_file  # an hf: dataset id reads as its .jsonl snapshot
+    res = read_pairs(Path(local_file(path)))
     facts = PairsFacts(path=str(path), valid=len(res.rows), formats=dict(res.formats), invalid=len(res.invalid),
                        invalid_rows=[{"line": ln, "reason": why} for ln, why in res.invalid[:SHOW_INVALID]])
     seen = set()

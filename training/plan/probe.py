@@ -97,7 +97,7 @@ def corpus_sample(paths: list[str], chars: int = SAMPLE_CHARS) -> str:
 def perplexity(model, tok, text: str) -> float:
     """As training sees a document: BOS where the tokenizer adds one, its end-of-text token after (tokens.doc_affixes)."""
     import torch
-    from training.runtime.stages.tokens import doc_affixes
+    from training.tokens import doc_affixes
     prefix, suffix = doc_affixes(tok)
     ids = (prefix + tok(text, add_special_tokens=False)["input_ids"] + suffix)[: WINDOW * 16]
     nll, count = 0.0, 0
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if cuda else torch.float32,
                                                  device_map={"": 0} if cuda else None)
     model.eval()
-    from training.runtime.stages.tokens import cut_at_stop, stop_ids
+    from training.tokens import cut_at_stop, stop_ids
     stops = stop_ids(tok, model.generation_config)  # its EOS list + the template's end-of-turn, never EOS alone
     facts = GapFacts()
     prompts = [p.strip() for p in Path(args.prompts).read_text(encoding="utf-8").splitlines() if p.strip()] \

@@ -96,7 +96,7 @@ ALIASES = {"llama-3-8b": "llama-3.1-8b", "llama-3.3-70b": "llama-3.1-70b", "llam
 
 def from_config(cfg: dict, name: str, source: str) -> ModelShape:
     """The shape from a config.json; a vision-language config (Gemma3 4B+) keeps its sizes under text_config."""
-    from training.runtime.family import text_config
+    from training.family import text_config
     cfg = text_config(cfg)
     heads = int(cfg.get("num_attention_heads") or 1)
     return ModelShape(name=name, layers=int(cfg["num_hidden_layers"]), hidden=int(cfg["hidden_size"]),
@@ -148,3 +148,10 @@ def resolve_shape(model: str | None, params: float | None = None) -> ModelShape 
         base = shape or replace(nearest_known(params), source="params")
         return replace(base, name=model or f"{params / 1e9:g}B", params_override=float(params))
     return shape
+
+def model_shape(model_id: str):
+    """The model's shape (config.json, the offline Hugging Face cache or the table); None when unknown."""
+    try:
+        return resolve_shape(model_id)
+    except (KeyError, ValueError, TypeError, OSError):
+        return None

@@ -114,7 +114,7 @@ def write_generation_config(folder: Path) -> list[int]:
     """generation_config.json that stops where the model was trained to stop: its own EOS list, the tokenizer's
     EOS and the chat template's end-of-turn (`<|eot_id|>`, `<end_of_turn>`, `<|end|>`, ...); returns those ids."""
     from transformers import AutoTokenizer, GenerationConfig
-    from training.runtime.stages.tokens import stop_ids
+    from training.tokens import stop_ids
 
     tok = AutoTokenizer.from_pretrained(str(folder))
     try:

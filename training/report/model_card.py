@@ -57,10 +57,7 @@ def front_matter(recipe: dict, kind: str, base: str | None) -> str:
 
 def model_card(run: Path, kind: str, base: str | None, repo_id: str, serve: dict[str, str]) -> str:
     """kind: merged | adapter | model. `serve`: {name: shell command} as printed by `export`."""
-    report = run / "report.md"
-    if not report.is_file():
-        from training.report.report import write_report
-        write_report(run)
+    report = run / "report.md"  # the caller writes it first when it is missing (tune-wizard export does)
     sections = report_sections(report.read_text(encoding="utf-8"))
     recipe = yaml.safe_load((run / "recipe.yaml").read_text(encoding="utf-8")) or {}
     what = {"merged": "a LoRA adapter merged into its base: a standalone model",

@@ -220,7 +220,7 @@ def build_report(run: Path, pending_finish: dict | None = None) -> str:
     out += [f"![loss curves of {s}]({p.relative_to(run).as_posix()})" for s, p in plots.items()] or ["No losses were logged."]
     out += ["", "## Throughput and memory", ""] + throughput_lines(events) + [""]
     out += ["## Time and cost", ""] + cost_lines(recipe, hours) + [""]
-    from training.runtime.preflight import report_lines as preflight_lines
+    from training.report.sections import preflight_lines
     out += preflight_lines(recipe, events)
     out += ["## Data", ""] + data_lines(recipe) + [""]
     out += ["## Outputs", ""] + outputs_lines(run, events) + [""]

@@ -120,13 +120,6 @@ def peak_gib(shape, kind: str, micro: int, seq: int, checkpointing: bool, liger:
                     strategy)
 
 
-def model_shape(model_id: str):
-    """The model's shape (config.json, the offline Hugging Face cache or the table); None when unknown."""
-    from training.plan.shapes import resolve_shape
-    try:
-        return resolve_shape(model_id)
-    except (KeyError, ValueError, TypeError, OSError):
-        return None
 
 
 # ---------------------------------------------------------------- the batch-size chooser

@@ -140,7 +140,8 @@ def check_disk(recipe, source: str | None = None, measured: dict[str, dict] | No
     """Raise RecipeError (exit 2 in the face) when output_dir cannot hold the run. `recipe` is resolved
     (absolute data paths). Returns the need (None when it cannot be estimated)."""
     from training.recipe import CptStage, Problem, RecipeError, expand_data
-    from training.runtime.defaults import detect, model_shape
+    from training.plan.shapes import model_shape
+    from training.runtime.defaults import detect
 
     corpus = {st.name: float(sum(f.stat().st_size for spec in st.data for f in expand_data(spec)))
               for st in recipe.stages if isinstance(st, CptStage)}

@@ -119,7 +119,7 @@ def perplexity(model, tok, texts: list[str], seq_len: int, max_tokens: int) -> t
     """exp(mean next-token loss) over blocks of the texts joined as CPT joins documents (tokens.doc_affixes:
     BOS before each where the tokenizer adds one, its end-of-text token after); (None, 0) when there is nothing."""
     import torch
-    from training.runtime.stages.tokens import doc_affixes
+    from training.tokens import doc_affixes
     prefix, suffix = doc_affixes(tok)
     ids: list[int] = []
     for t in texts:
@@ -142,7 +142,7 @@ def pairs_loss(model, tok, rows: list[dict], max_len: int, completion_only: bool
     """Mean loss per trained token on held-out pairs, masked exactly as the sft stage trains (tokens.sft_example);
     (loss, tokens, rows with no trained token left after truncation to max_len: counted, never dropped silently)."""
     import torch
-    from training.runtime.stages.tokens import sft_example
+    from training.tokens import sft_example
     total, n, empty = 0.0, 0, 0
     with torch.no_grad():
         for r in rows:
@@ -164,7 +164,7 @@ def answers(model, tok, prompts: list[str], max_new_tokens: int) -> list[dict]:
     """Greedy answers through the chat template, stopped at the generation config's EOS, the tokenizer's EOS or
     the template's end-of-turn (tokens.stop_ids), and cut there."""
     import torch
-    from training.runtime.stages.tokens import chat_ids, cut_at_stop, stop_ids
+    from training.tokens import chat_ids, cut_at_stop, stop_ids
     stops = stop_ids(tok, getattr(model, "generation_config", None))
     out = []
     with torch.no_grad():
@@ -257,7 +257,7 @@ class Measurer:
             fields = dict(self._cache[key])
             if isinstance(st, SftStage):
                 from training.runtime.stages.sft import chat_template
-                from training.runtime.stages.tokens import fit_to_template
+                from training.tokens import fit_to_template
                 tok.chat_template = chat_template(tok, st.chat_template)
                 rows, _ = fit_to_template(tok, heldout_pairs(st, self.spec.max_pairs))
                 fields["heldout_pairs_loss"], fields["heldout_pairs_tokens"], empty = pairs_loss(

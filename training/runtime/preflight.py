@@ -135,30 +135,6 @@ def summary(report: dict) -> dict:
             "stages": [{k: s.get(k) for k in keys} for s in report["stages"]]}
 
 
-def report_lines(recipe: dict, events: list[dict]) -> list[str]:
-    """report.md: the preflight's measured numbers (estimate.preflight) beside what the run did, per stage."""
-    import statistics as st
-    pf = (recipe.get("estimate") or {}).get("preflight")
-    if not pf:
-        return []
-    L = [f"Measured by the preflight on {pf.get('device')} ({pf.get('date')}, {pf.get('steps')} steps per stage) "
-         f"against this run:", "",
-         "| stage | | tokens/s | s/step | peak GiB | stage time (s) |", "|---|---|---|---|---|---|"]
-
-    def f(x, d=2):
-        return "-" if x is None else f"{x:,.{d}f}"
-    for s in pf.get("stages", []):
-        name = s.get("stage")
-        steps = [e for e in events if e.get("event") == "step" and e.get("stage") == name and e.get("step", 0) > 1]
-        end = next((e for e in events if e.get("event") == "stage_end" and e.get("stage") == name), {})
-        tps = st.median([e["tokens_per_s"] for e in steps if e.get("tokens_per_s")]) if steps else None
-        sps = st.median([e["step_time_s"] for e in steps if e.get("step_time_s")]) if steps else None
-        L.append(f"| {name} | preflight | {f(s.get('tokens_per_s'), 0)} | {f(s.get('s_per_step'), 3)} | "
-                 f"{f(s.get('peak_mem_gib'))} | {f(s.get('projected_s'), 1)} |")
-        L.append(f"| {name} | this run | {f(tps, 0)} | {f(sps, 3)} | {f(end.get('peak_mem_gib'))} | "
-                 f"{f(end.get('runtime_s'), 1)} |")
-    return L + [""]
-
 
 def render(report: dict) -> str:
     L = [f"preflight on {report['device']}: {report['steps']} optimizer steps per stage, {report['wall_s']:.0f} s"]
@@ -551,7 +527,7 @@ def measure(tmp: Path, steps: int, auto: list[str], sim_token_cap: int | None) -
     import torch
     from training.recipe import load_recipe
     from training.runtime.diskcheck import estimate_need, free_bytes
-    from training.runtime.defaults import model_shape
+    from training.plan.shapes import model_shape
     from training.runtime.stages.common import set_threads
 
     t0 = time.perf_counter()

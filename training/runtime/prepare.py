@@ -66,7 +66,7 @@ def cache_key(files: list[Path], st: CptStage, tok) -> str:
     for f in files:
         s = f.stat()
         h.update(f"{f.resolve()}|{s.st_size}|{s.st_mtime_ns}\n".encode())
-    from training.runtime.stages.tokens import doc_affixes
+    from training.tokens import doc_affixes
     h.update(json.dumps([CACHE_VERSION, st.text_field, st.doc_separator, st.dedup, st.eval_fraction, st.seq_len,
                          getattr(tok, "name_or_path", ""), len(tok), doc_affixes(tok)]).encode())
     return h.hexdigest()[:16]
@@ -204,7 +204,7 @@ def prepare(st: CptStage, tok, cache_root: Path, emit: Callable[..., None] | Non
     {"train": path, "eval": path, "move_to_eval": k, "move_to_train": k, documents/tokens per side, ...}."""
     global _TK
     import numpy as np
-    from training.runtime.stages.tokens import doc_affixes
+    from training.tokens import doc_affixes
 
     files, skipped = stage_files(st)
     key = cache_key(files, st, tok)

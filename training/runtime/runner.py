@@ -181,7 +181,8 @@ def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) ->
     problems += model_checks(r)
     if problems:
         raise RecipeError(problems, file)
-    from training.runtime.defaults import apply_defaults, detect, model_shape
+    from training.plan.shapes import model_shape
+    from training.runtime.defaults import apply_defaults, detect
     r.resolved = {"files": {k: None for k in sorted(files_seen)}, "datasets": datasets,
                   "defaults": apply_defaults(r, detect(), model_shape(r.model.id))}
     return r
@@ -190,7 +191,7 @@ def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) ->
 def model_checks(r: Recipe) -> list[Problem]:
     """The model resolved before anything is launched (its config, bounded time), and what the recipe asks that
     it cannot do (a seq_len beyond its positions, LoRA targets that match none of its layers)."""
-    from training.runtime.family import ModelError, model_problems, resolve_model
+    from training.family import ModelError, model_problems, resolve_model
     try:
         cfg = resolve_model(r.model.id, r.model.revision)
     except ModelError as e:

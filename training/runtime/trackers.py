@@ -14,20 +14,14 @@ Nothing here imports torch or a tracker package.
 """
 from __future__ import annotations
 
-import importlib.util
 import netrc
 import os
 from pathlib import Path
 
 TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio")
-PACKAGE = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}
+# the package each tracker needs, and the check for it, live with the recipe key (training/recipe.py)
+from training.recipe import TRACKER_PACKAGE as PACKAGE, missing_packages  # noqa: E402,F401
 
-
-def missing_packages(report_to: list[str]) -> list[str]:
-    """One sentence per tracker whose package is not installed."""
-    return [f"report_to: {t} needs the {PACKAGE[t]} package, which is not installed; "
-            f"`pip install {PACKAGE[t]}` (or `pip install 'tune-wizard[trackers]'`) or remove it from report_to"
-            for t in report_to if importlib.util.find_spec(PACKAGE[t]) is None]
 
 
 def wandb_has_credentials(env: dict | None = None) -> bool:

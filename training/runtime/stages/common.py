@@ -182,9 +182,9 @@ def use_liger(st) -> bool:
 
 def attn_implementation(st, model: str | None = None, revision: str | None = None, trust_remote_code: bool = False,
                         requested: str | None = None) -> str:
-    """The attention kernel for this model, asked of its class (training/runtime/family.py): flash-attention where
+    """The attention kernel for this model, asked of its class (training/family.py): flash-attention where
     CUDA and flash_attn are there, else sdpa, else eager (Gemma2 refuses sdpa). Said in train.log when it differs."""
-    from training.runtime.family import attention
+    from training.family import attention
     config = None
     if model is not None:
         from transformers import AutoConfig

@@ -13,7 +13,7 @@ from pathlib import Path
 from training.runtime.checkpoints import publish, temp_output
 from training.data import DataError, doc_hash, load_pairs_strict
 from training.recipe import SftStage
-from training.runtime.stages.tokens import fit_to_template
+from training.tokens import fit_to_template
 from training.runtime.stages.common import (Ctx, EventCallback, attn_implementation, count_params, cuda, every,
                                     load_tokenizer, local_device_index, optimizer_cls_and_kwargs, plan_steps,
                                     precision_plan, set_threads, torch_dtype, training_args_kwargs)
