@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-
 from training.plan.memory import GIB, NF4_BYTES, StepConfig, choose_master, step_gib  # noqa: F401 (re-exported)
 from training.plan.cards import PRICES_FILE, Card, find_card, load_cards  # noqa: F401 (re-exported)
 from training.plan.shapes import ModelShape
