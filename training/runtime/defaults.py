@@ -26,7 +26,7 @@ run's recipe.yaml. What it decides:
 - full training's master weights (`master_weights`, training/runtime/precision.py): fp32 where the step
   fits the card by the one memory model (training/plan/memory.py, 18 bytes per parameter), else bf16 with
   Kahan-compensated AdamW (10); fp32 on the CPU, under FSDP / ZeRO-3 and on GPUs without bf16.
-- precision: recorded as it will run; an explicit bf16 on the CPU is honoured and said to be slower.
+- precision: recorded as it will run; an explicit bf16 on the CPU is honoured, with a note that it can be slower.
 """
 from __future__ import annotations
 
@@ -231,7 +231,7 @@ def _precision(recipe, i: int, st, machine: Machine, shape, seq: int, put, out: 
     if _explicit(st, "precision"):
         why = "set in the recipe" + (f"; {notes[0]}" if notes else "")
     elif not machine.cuda:
-        why = "auto on the CPU: fp32 (bf16 autocast is slower there; set precision: bf16 to test the GPU's numerics)"
+        why = "auto on the CPU: fp32 (set precision: bf16 to test the GPU's numerics here)"
     else:
         why = "auto: " + (notes[0] if notes else "this GPU computes in bf16")
     out.append({"stage": st.name, "key": "precision", "value": compute, "reason": why})

@@ -18,8 +18,8 @@ weights and asking the Trainer for fp16 fails with "Attempting to unscale FP16 g
 FSDP / ZeRO-3 keep fp32 master shards themselves: the weights load in the compute dtype and the
 strategy upcasts the trained ones.
 The CPU: `auto` trains in fp32; an explicit `precision: bf16` is honoured (bf16 autocast over fp32 master
-weights, or bf16 weights with Kahan summation), slower than fp32 on most CPUs, so the GPU's numerics
-can be tested here.
+weights, or bf16 weights with Kahan summation), so the GPU's numerics can be tested here; it can be
+slower than fp32 on a CPU without bf16 matrix instructions (bench/precision.py measures it).
 """
 from __future__ import annotations
 
@@ -63,8 +63,9 @@ def compute_dtype(requested: str, device: Device) -> tuple[str, list[str]]:
             raise PrecisionError("precision: bf16 needs a GPU with bf16 (A100, H100, RTX 30xx and newer); "
                                  "this one has none: set precision: fp16 or auto")
         if not device.cuda:
-            return "bf16", ["precision: bf16 on the CPU, as the recipe asks: bf16 autocast is slower than fp32 "
-                            "here (most CPUs have no bf16 matrix units); use auto for speed"]
+            return "bf16", ["precision: bf16 on the CPU, as the recipe asks (to test the GPU's numerics): bf16 "
+                            "autocast can be slower than fp32 on a CPU without bf16 matrix instructions; "
+                            "precision: auto trains in fp32"]
         return "bf16", []
     if requested == "fp16" and not device.cuda:
         return "fp32", ["precision: fp16 needs a CUDA GPU (loss scaling); training in fp32 on the CPU"]
