@@ -53,10 +53,13 @@ def test_monitor_follows_a_real_run(tmp_path):
                                                          if e["event"] == "eval" and e["stage"] == name]
     assert "cpt (cpt) 8/8 done" in timeline_text(st).plain
     assert "sft (sft/lora) 4/4 done" in timeline_text(st).plain
-    # cost: wall time between the first and last event at $36/h is $0.01 per second, over the $0.001 budget
-    elapsed = evs[-1]["t"] - evs[0]["t"]
+    # cost: the time the budget cap bills (training/runtime/budget.py: the segment's runtime, from the worker's
+    # start) at $36/h is $0.01 per second, over the $0.001 budget; it is what the run itself says it spent
+    from training.runtime.budget import elapsed_before
+    elapsed = elapsed_before(evs)
     cost = cost_text(st).plain
     assert f"so far ${elapsed / 100:.4f}" in cost
+    assert abs(elapsed / 100 - evs[-1]["spent_usd"]) < 1e-3
     assert "OVER" in cost
     assert evs[-1]["event"] == "finished" and st.state(alive=False) == "ok"
 

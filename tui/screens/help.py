@@ -21,17 +21,19 @@ HELP = """\
   Enter in a field goes on; arrows move in lists and tables
   Each step shows its evidence and the rule it feeds, with the
   guide's threshold. Change any answer by going back.
-  Recommendation: pick another plan, override method and numbers;
-  the estimate updates as you type.
+  Recommendation: the engine's decision (as `tune-wizard plan`);
+  pick another plan or method and the estimates follow; the
+  numbers start at the engine's values, your edits go on top.
   Step 1: Ctrl+T fills in the demo (tiny model, corpus, pairs).
   Review: shows the recipe YAML and its path; Ctrl+S writes it
   (asks before overwriting); Ctrl+R writes it and starts the run.
 
 [b]Run monitor[/b]
   s   stop: the run saves a checkpoint, then stops
-  d   detach: quit, the run keeps going in the background
+  d   detach (or Ctrl+Q): quit, the run keeps going
   q   quit (asks first while the run is going)
   Come back any time:  tune-wizard attach [RUN_DIR]
+  Leaving prints how to attach, stop or resume the run
 """
 
 
