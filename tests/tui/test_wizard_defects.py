@@ -85,6 +85,10 @@ def test_review_validates_with_the_recipe_loader_and_writes_nothing_invalid(tmp_
     full, wrapped at 80 columns, and neither Ctrl+S nor Ctrl+R writes or starts anything."""
     monkeypatch.chdir(tmp_path)
     model = str(tmp_path / "models" / "llama-missing")
+    # the model step refuses a missing folder itself (engine.check_model); here the folder is taken to have
+    # vanished after that step, so that the review's own check is what must catch it
+    from tui import engine
+    monkeypatch.setattr(engine, "check_model", lambda m, timeout=8.0: (None, None))
 
     async def go():
         app = TuneWizardApp()
