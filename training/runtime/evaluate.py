@@ -2,7 +2,7 @@
 
 For every stage, before it trains and after it saved its output:
   domain_ppl          perplexity on the held-out slice of the domain corpus: the documents the cpt stage
-                      keeps out of training by content hash (`held_out()` in stages/cpt.py), capped at
+                      keeps out of training by content hash (`held_out_key()` in runtime/prepare.py), capped at
                       eval.max_domain_tokens. None when the recipe has no cpt stage or it holds nothing out.
   general_ppl         perplexity on a general English text (eval.general_text, default
                       recipes/general_reference.txt), capped at eval.max_general_tokens.
