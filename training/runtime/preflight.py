@@ -400,6 +400,21 @@ def _trial_step_fn(st, model_id: str, sim_token_cap: int | None):
     return try_step, model
 
 
+def _mean_pair_tokens(st, model_id: str, sample: int = 2000) -> float | None:
+    """Mean tokens of a pair as the run feeds it (chat template, truncated at max_seq_len), over a sample."""
+    import random
+    from transformers import AutoTokenizer
+    from training.data import load_pairs_strict
+    from training.runtime.stages.sft import chat_template
+    tok = AutoTokenizer.from_pretrained(model_id)
+    tok.chat_template = chat_template(tok, st.chat_template)
+    rows = load_pairs_strict(Path(st.data), st.format, st.skip_invalid_rows).rows
+    rows = random.Random(0).sample(rows, sample) if len(rows) > sample else rows
+    lens = [min(st.max_seq_len, len(tok(tok.apply_chat_template(r["prompt"] + r["completion"], tokenize=False),
+                                        add_special_tokens=False)["input_ids"])) for r in rows]
+    return sum(lens) / len(lens) if lens else None
+
+
 def _sample_corpus(st, tmp: Path) -> tuple[list[str], float, float]:
     """(data for the preflight, corpus bytes, bytes measured): the whole corpus when small, else its first
     documents up to SAMPLE_BYTES written to one .jsonl."""
@@ -496,10 +511,18 @@ def measure_stage(recipe, i: int, tmp: Path, steps: int, auto: bool, sim_token_c
     ckpt = run / "checkpoints" / st.name / f"checkpoint-{steps}"
     ckpt_bytes, out_bytes = du(ckpt), du(run / res["output"])
     _, total = plan_steps(math.ceil(rows), st)
+    s_step_run = s_step
+    if st.type == "sft" and not st.packing and dts:
+        # unpacked pairs come longest first (length-grouped), so the timed steps are the run's longest: carry
+        # their time to the run's average step by real tokens per step
+        per_step = toks / len(dts)
+        mean_len = _mean_pair_tokens(st, base_model)
+        if per_step > 0 and mean_len:
+            s_step_run = s_step * mean_len * pf.micro_batch_size * pf.grad_accum / per_step
     has_eval = st.eval_fraction > 0
     evals = total // every(total, st.eval_steps) if has_eval else 0
     saves = total // every(total, st.save_steps)
-    proj = setup_proj + total * s_step + evals * eval_s + saves * save_s + final_save_s
+    proj = setup_proj + total * s_step_run + evals * eval_s + saves * save_s + final_save_s
     shutil.rmtree(run, ignore_errors=True)
     method = "full" if st.type == "cpt" else st.method
     return {"stage": st.name, "type": st.type, "method": method, "output_kind": res["kind"],
@@ -510,6 +533,7 @@ def measure_stage(recipe, i: int, tmp: Path, steps: int, auto: bool, sim_token_c
             "steps_measured": len(ends) - 1, "steps_timed": len(dts),
             "tokens_per_s": tps, "s_per_step": s_step,
             "s_per_step_median": statistics.median(dts) if dts else s_step,
+            "s_per_step_projected": s_step_run,
             "first_step_s": ends[1][0] - ends[0][0] if len(ends) > 1 else None,
             **m,
             "checkpoint_bytes": ckpt_bytes, "checkpoint_save_s": save_s, "output_bytes": out_bytes,
