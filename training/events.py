@@ -3,9 +3,12 @@
 One JSON object per line, always with `v` (schema version), `t` (unix time) and `event`:
 
   run_start    run_id, name, stages [{name, type, method}], device, pid, world_size, strategy (ddp | fsdp | deepspeed-zero3)
-  stage_start  stage, index, type, method, total_steps, epochs, tokens_per_step, params, trainable_params
+  stage_start  stage, index, type, method, total_steps, epochs, tokens_per_step, params, trainable_params,
+               data {...; cpt with replay: replay_blocks, replay_tokens, replay_unique_blocks, replay_repeats,
+               replay_fraction}
   step         stage, step, total_steps, epoch, loss, lr, grad_norm, tokens, tokens_per_s, step_time_s, eta_s
-  eval         stage, step, eval_loss, perplexity
+  eval         stage, step, eval_loss, perplexity; cpt stages with the forgetting watch (training/runtime/forgetting.py)
+               also general_perplexity, general_perplexity_change_pct (against the stage's start)
   checkpoint   stage, step, path
   stage_end    stage, output, kind (model | adapter), train_loss, runtime_s, steps,
                peak_mem_gib, peak_mem_kind (cuda_max_allocated: since the stage started | rss_peak: process so far)
@@ -24,6 +27,8 @@ One JSON object per line, always with `v` (schema version), `t` (unix time) and 
   budget_warning  stage, step, spent_usd, projected_usd, cap_usd, message
   budget_reached  stage, step, spent_usd, cap_usd
   warning      kind, message
+  forgetting_warning  stage, step, general_perplexity, baseline, change_pct, threshold_pct, stopping (true:
+               eval.stop_on_forgetting checkpoints and stops; the `stopped` event then has reason "forgetting"), message
 
 run_start has `resumed` (true when the run continues an earlier segment); a resumed run appends to the
 same file, so a reader that wants only the latest segment starts at the last run_start.

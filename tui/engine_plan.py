@@ -46,7 +46,7 @@ def recommend(answers: dict, facts: dict) -> dict:
     d = decide(f, cards)
     src = "training.decide" if card else f"training.decide; {answers.get('gpu')} has no estimate, rules only"
     return {"path": d.path, "method": d.method, "reasons": list(d.reasons), "warnings": list(d.warnings),
-            "source": src}
+            "source": src, "guide_budget": d.guide_budget}
 
 
 def _fallback_decide(a: dict, facts: dict) -> dict:
@@ -186,7 +186,7 @@ def why(state) -> dict:
         warnings.append(f"the user chose {plan_label(path, method)} over the recommended "
                         f"{plan_label(rec.get('path'), rec.get('method'))}")
     c, p = state.facts.get("corpus") or {}, state.facts.get("pairs") or {}
-    evidence = {"gap": state.answers.get("gap"), "budget_usd": state.answers.get("budget"),
+    evidence = {"gap": state.answers.get("gap") or "unknown", "budget_usd": state.answers.get("budget"),
                 "gpu": state.answers.get("gpu"), "corpus_clean_mb": c.get("clean_mb"), "pairs_valid": p.get("valid")}
     out = {"decision": {"path": path, "method": method, "reasons": list(rec.get("reasons", [])), "warnings": warnings,
                         "evidence": {k: v for k, v in evidence.items() if v is not None},

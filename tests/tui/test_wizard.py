@@ -94,7 +94,7 @@ def test_wizard_writes_the_demo_recipe_and_asks_before_overwriting(tmp_path, mon
     d = r["decision"]
     assert (d["path"], d["method"]) == ("cpt_sft", "lora") and d["reasons"]
     assert any("over the recommended" in w for w in d["warnings"])
-    assert d["evidence"]["pairs_valid"] > 1600 and d["evidence"]["gap"] == "knowledge"
+    assert d["evidence"]["pairs_valid"] > 1600 and d["evidence"]["gap"] == "unknown"  # nothing judged or measured: unknown, not a default "knowledge"
 
 
 @pytest.mark.integration

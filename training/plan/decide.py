@@ -406,6 +406,11 @@ def decision_record(d: Decision, facts: Facts) -> dict:
         ev["pairs_valid"] = facts.pairs.valid
     if facts.shape is not None:
         ev["model_params"] = float(f"{facts.shape.total_params:.4g}")
+    r = (facts.probe or {}).get("retrieval")
+    if r:  # the retrieval measurement in brief (the examples stay in `plan --json`)
+        ev["retrieval"] = {k: v for k, v in r.items() if k != "examples"}
+    if d.guide_budget:
+        ev["guide_budget"] = d.guide_budget
     return {"path": d.path, "method": d.method, "reasons": list(d.reasons), "warnings": list(d.warnings),
             "evidence": {k: v for k, v in ev.items() if v is not None},
             "decided_by": f"tune-wizard {_dt.date.today().isoformat()}"}

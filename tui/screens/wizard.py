@@ -28,7 +28,7 @@ STEPS = [  # (title, "module:Class", short name for the breadcrumb)
 
 @dataclass
 class WizardState:
-    answers: dict = field(default_factory=lambda: {"model": "", "goal": "", "gap": "knowledge", "corpus": [],
+    answers: dict = field(default_factory=lambda: {"model": "", "goal": "", "gap": None, "corpus": [],
                                                    "pairs": "", "budget": None, "gpu": "cpu", "gpu_count": 1,
                                                    "price": 0.0, "output_dir": "runs"})
     facts: dict = field(default_factory=dict)  # corpus, pairs, probe

@@ -15,6 +15,7 @@ from training.runtime.checkpoints import publish, temp_output
 from training.data import doc_hash, iter_documents
 from training.recipe import CptStage, expand_data
 from training.runtime.stages.tokens import doc_affixes
+from training.runtime.forgetting import ForgettingWatch
 from training.runtime.stages.common import (Ctx, EventCallback, attn_implementation, count_params, load_tokenizer,
                                     main_rank_first, plan_steps, resolve_precision, set_threads, torch_dtype,
                                     training_args_kwargs)
@@ -117,6 +118,12 @@ def run(st: CptStage, ctx: Ctx) -> dict:
             raise DataError(f"stage {st.name}: the corpus gives fewer than seq_len={st.seq_len} tokens of training "
                             f"text; add text or lower seq_len")
         eval_ds, estats = tokenize_and_pack(files, st, tok, "eval", cache) if st.eval_fraction > 0 else (None, {})
+        if st.replay:  # general text at replay.fraction of the training tokens (training/runtime/replay.py)
+            from training.runtime.replay import mix_replay
+            train_ds = mix_replay(train_ds, st, tok, tstats)
+            from training.runtime.replay import overlap_warning
+            if ctx.is_main and ctx.eval_spec is not None and (why := overlap_warning(st, ctx.eval_spec.general_text)):
+                ctx.events.emit("warning", kind="replay_is_general_text", stage=st.name, message=why)
     per_epoch, total = plan_steps(len(train_ds), st, ctx.world_size)
 
     # model
@@ -132,15 +139,19 @@ def run(st: CptStage, ctx: Ctx) -> dict:
                     params=n_total, trainable_params=n_train,
                     data={"documents": tstats.get("documents", 0), "duplicates_dropped": tstats.get("duplicates", 0),
                           "train_tokens": tstats["tokens"], "train_blocks": tstats["blocks"],
-                          "eval_documents": estats.get("documents", 0), "eval_tokens": estats.get("tokens", 0)})
+                          "eval_documents": estats.get("documents", 0), "eval_tokens": estats.get("tokens", 0),
+                          **{k: v for k, v in tstats.items() if k.startswith("replay_")}})
 
     # train
     kw = training_args_kwargs(st, ctx, precision, total, eval_ds is not None)
     kw["include_num_input_tokens_seen"] = "all"  # packed blocks hold no padding: every token is real
     args = TrainingArguments(**kw)
     cb = EventCallback(ctx, st, total)
+    spec = ctx.eval_spec
+    watch = [ForgettingWatch(ctx, st, spec, spec.general_text, tok)] \
+        if spec is not None and spec.enabled and spec.general_text and eval_ds is not None else []
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=CausalLMCollator(), callbacks=[*ctx.extra_callbacks, cb])
+                      data_collator=CausalLMCollator(), callbacks=[*ctx.extra_callbacks, *watch, cb])
     result = trainer.train(resume_from_checkpoint=ctx.resume_from)
 
     # save
