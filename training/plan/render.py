@@ -107,7 +107,10 @@ def probe_lines(pr: dict) -> list[str]:
                  f"nats/token on {r.get('pairs_scored')} held-out pairs")
         L.append(f"          gap closed {gc:.0%}: the share of the drop to the answer-in-prompt floor that retrieval "
                  f"achieves (>= {RETRIEVAL_CLOSES:.0%}: RAG (+ SFT for format), not CPT; below: CPT is justified)"
-                 if gc is not None else "          gap closed: - (the base model already predicts the answers)")
+                 if r.get("gap_measurable") else
+                 f"          gap closed {gc:.0%}, but the answer in the prompt lowers the loss by only "
+                 f"{r.get('gap_nats', 0):.2f} nats/token: the model already knows the answers or cannot use a "
+                 f"context, so this does not decide")
         for ex in (r.get("examples") or [])[:2]:
             L.append(f"          e.g. Q: {ex['question'][:70]!r} loss {ex['loss_base']:.2f} -> {ex['loss_with_retrieval']:.2f}"
                      f"; top passage: {ex['top_passage'][:70]!r}")
