@@ -46,7 +46,7 @@ def recommend(answers: dict, facts: dict) -> dict:
     d = decide(f, cards)
     src = "training.decide" if card else f"training.decide; {answers.get('gpu')} has no estimate, rules only"
     return {"path": d.path, "method": d.method, "reasons": list(d.reasons), "warnings": list(d.warnings),
-            "source": src, "guide_budget": d.guide_budget}
+            "source": src, "guide_budget": d.guide_budget, "suggestions": list(d.suggestions)}
 
 
 def _fallback_decide(a: dict, facts: dict) -> dict:

@@ -91,3 +91,9 @@ def test_over_5000_pairs_with_qlora_trains_longer_in_the_recipe_and_the_estimate
 def test_over_5000_pairs_full_fine_tune_when_it_fits():
     d = decide(facts(50, PAIRS_FULL + 1, gap="behavior", params=1e9, budget=10_000))
     assert d.method == "full"
+
+
+def test_cpt_plans_suggest_a_replay_share_and_say_why():
+    d = decide(facts(2000, 2000, gap="knowledge"))
+    assert "cpt" in d.path and any("fraction: 0.05" in s and "forgetting" in s for s in d.suggestions)
+    assert decide(facts(50, 2000, gap="behavior")).suggestions == []

@@ -42,6 +42,10 @@ SFT_EPOCHS = 3           # the guide's SFT starting point (DESIGN.md: hyperparam
 LONG_QLORA_EPOCHS = 5    # > 5,000 pairs without full fine-tuning: "QLoRA with longer training". How much longer
                          # is our assumption (the guide gives no number): 5 epochs instead of 3, +67% steps
 
+REPLAY_FRACTION = 0.05  # suggested replay share for CPT: 5% of the tokens, the share Ibrahim et al. 2024
+                        # ("Simple and Scalable Strategies to Continually Pre-train LLMs") found enough against
+                        # forgetting under a weak distribution shift; they needed ~25% for a strong one
+
 # Does retrieval close the gap? (training/plan/retrieval.py measures it.) The guide: "Choose continued
 # pre-training if your base model has no grounding in your domain and retrieval alone won't bridge the gap",
 # and its FAQ: "skip CPT and use RAG if your domain facts are retrievable at inference time". "Most of the gap"
@@ -106,6 +110,7 @@ class Decision:
     estimates: list[PlanEstimate] = field(default_factory=list)
     card: Card | None = None
     guide_budget: dict | None = None  # the guide's budget row beside our estimate (guide_budget_row())
+    suggestions: list[str] = field(default_factory=list)  # not rules: what the user may add (replay share)
 
     @property
     def alternatives(self) -> list[PlanEstimate]:
@@ -114,7 +119,8 @@ class Decision:
     def to_dict(self) -> dict:
         return {"path": self.path, "method": self.method, "reasons": self.reasons, "warnings": self.warnings,
                 "estimate": self.estimate.to_dict() if self.estimate else None,
-                "alternatives": [e.to_dict() for e in self.alternatives], "guide_budget": self.guide_budget}
+                "alternatives": [e.to_dict() for e in self.alternatives], "guide_budget": self.guide_budget,
+                "suggestions": self.suggestions}
 
 
 def _usd(x: float) -> str:
@@ -236,6 +242,12 @@ def decide(facts: Facts, cards: list[Card] | None = None) -> Decision:
     if d.method == "qlora" and n > PAIRS_FULL:
         R(f"{n:,} pairs > {PAIRS_FULL:,} with QLoRA: {LONG_QLORA_EPOCHS} epochs instead of {SFT_EPOCHS} "
           f"(the guide's 'longer training'; how much longer is our assumption)")
+    if "cpt" in d.path:
+        d.suggestions.append(
+            f"replay {REPLAY_FRACTION:.0%} general text during CPT (stages.cpt.replay: {{data: [your general text], "
+            f"fraction: {REPLAY_FRACTION}}}): the share Ibrahim et al. 2024 found enough against forgetting for a "
+            f"modest domain shift (~25% for a strong one); the forgetting watch shows general perplexity at "
+            f"every eval step either way")
     d.estimate = find_plan(est, d.path, d.method)
     d.guide_budget = guide_budget_row(d, facts)
     if d.estimate:

@@ -54,6 +54,7 @@ def render(facts, d, written: str | None) -> str:
     L.append(f"== decision: {d.path}{' / ' + d.method if d.method else ''}")
     L.extend(f"  - {r}" for r in d.reasons)
     L.extend(f"  ! {w}" for w in d.warnings)
+    L.extend(f"  + suggestion: {x}" for x in getattr(d, "suggestions", []))
     g = getattr(d, "guide_budget", None)
     if g:
         L.append(f"  guide's budget table: {g['row']} ~${g['low_usd']:,}-{g['high_usd']:,}; our estimate "

@@ -64,6 +64,7 @@ class RecommendStep(WizardStep):
         lines = [f"[b]recommended: {plan_label(r['path'], r['method'])}[/b]  [dim]({r['source']})[/]"]
         lines += [f"  because {x}" for x in r["reasons"]]
         lines += [f"  [yellow]⚠ {w}[/]" for w in r["warnings"]]
+        lines += [f"  [dim]suggestion: {escape(x)}[/]" for x in r.get("suggestions") or []]
         g = r.get("guide_budget")
         if g:  # the guide's budget table beside our estimate, and why they differ
             lines.append(f"  guide's table: {g['row']} ~${g['low_usd']:,}-{g['high_usd']:,}; ours ${g['ours_usd']:,.2f} "
