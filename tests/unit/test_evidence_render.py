@@ -62,3 +62,17 @@ def test_report_evidence_section_retrieval_and_forgetting():
     assert "step 10: 130 (+32.6%)" in text and "general-text perplexity rose" in text
     bare = "\n".join(evidence_section([], {}))
     assert "Retrieval was not measured" in bare and "No CPT stage" in bare
+
+
+def test_monitor_line_shows_general_perplexity_and_forgetting(tmp_path):
+    from tui.runstate import RunState
+    from tui.widgets.timeline import timeline_text
+    (tmp_path / "recipe.yaml").write_text("name: t\nstages:\n  - {type: cpt, data: [x], max_steps: 10}\n")
+    st = RunState.from_run(tmp_path)
+    st.apply({"event": "stage_start", "stage": "cpt", "type": "cpt", "total_steps": 10})
+    assert "general-text" not in timeline_text(st).plain
+    st.apply({"event": "eval", "stage": "cpt", "step": 5, "eval_loss": 2.0, "general_perplexity": 130.0,
+              "general_perplexity_change_pct": 30.0})
+    assert "general-text perplexity 130 (+30.0%)" in timeline_text(st).plain
+    st.apply({"event": "forgetting_warning", "stage": "cpt", "step": 5, "message": "m"})
+    assert "forgetting: past the threshold" in timeline_text(st).plain
