@@ -83,19 +83,24 @@ def run_probe(model: str, prompts_file: str | None, corpus_paths: list[str], max
         cmd += ["--corpus", *corpus_paths] if corpus_paths else []
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]) + os.pathsep
                    + os.environ.get("PYTHONPATH", ""))
+        import threading
         with tempfile.TemporaryFile("w+") as err:
             p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-            t0 = time.time()
-            for line in p.stderr:  # progress lines as they come; everything kept for the error message
-                err.write(line)
-                if progress and line.startswith("indexing"):
-                    progress(line.strip())
-                if time.time() - t0 > timeout:
-                    p.kill()
-                    break
-            rc = p.wait()
+            timer = threading.Timer(timeout, p.kill)  # a probe that hangs silently is killed all the same
+            timer.start()
+            try:
+                for line in p.stderr:  # progress lines as they come; everything kept for the error message
+                    err.write(line)
+                    if progress and line.startswith("indexing"):
+                        progress(line.strip())
+                rc = p.wait()
+            finally:
+                timed_out = not timer.is_alive() and p.returncode not in (0, None) and rc == -9
+                timer.cancel()
             err.seek(0)
             stderr = err.read()
+        if timed_out:
+            raise RuntimeError(f"the probe process ran past {timeout:.0f} s and was stopped")
         if rc != 0 or not out.exists():
             last = (stderr.strip().splitlines() or ["no output"])[-1]
             raise RuntimeError(f"the probe process failed ({last})")
