@@ -44,11 +44,14 @@ EVENTS: dict[str, dict[str, str]] = {
                     "optimizer": "the optimizer class the stage trains with", "params": "parameters", "trainable_params": "",
                     "data": "what the stage reads: documents/pairs, tokens, duplicates dropped, eval split (cpt: "
                             "train_/eval_ documents, tokens, blocks; duplicates_dropped, exact_dropped, near_dropped, "
-                            "dedup, dropped_tokens, files, skipped_files, cached)"},
+                            "dedup, dropped_tokens, files, skipped_files, cached; with replay: replay_blocks, replay_tokens, "
+                            "replay_unique_blocks, replay_repeats, replay_fraction)"},
     "step": {"stage": "", "step": "", "total_steps": "", "epoch": "", "loss": "training loss", "lr": "",
              "grad_norm": "", "tokens": "tokens so far", "tokens_per_s": "", "step_time_s": "",
              "elapsed_s": "since the stage started", "eta_s": "stage time left at this pace"},
-    "eval": {"stage": "", "step": "", "eval_loss": "", "perplexity": "exp(eval_loss)"},
+    "eval": {"stage": "", "step": "", "eval_loss": "", "perplexity": "exp(eval_loss)",
+             "general_perplexity": "cpt with the forgetting watch (training/runtime/forgetting.py)",
+             "general_perplexity_change_pct": "against the stage's start"},
     "checkpoint": {"stage": "", "step": "", "path": "relative to the run folder"},
     "stage_end": {"stage": "", "output": "relative path", "kind": "model | adapter", "train_loss": "mean",
                   "last_loss": "last logged", "steps": "", "runtime_s": "", "peak_mem_gib": "",
@@ -65,7 +68,7 @@ EVENTS: dict[str, dict[str, str]] = {
     "report": {"path": "report.md, relative to the run folder", "error": "why no report was written"},
     "error": {"stage": "", "kind": "bad_input | oom | ... (training/runtime/failures.py)", "message": "",
               "hint": "what to do"},
-    "stopped": {"stage": "", "step": "", "reason": "SIGTERM | SIGINT | budget | signal", "checkpoint": "",
+    "stopped": {"stage": "", "step": "", "reason": "SIGTERM | SIGINT | budget | forgetting | signal", "checkpoint": "",
                 "spent_usd": ""},
     "finished": {"status": "ok | failed | stopped", "outputs": "{stage: path}", "runtime_s": "this segment",
                  "spent_usd": "every segment so far"},
@@ -74,8 +77,13 @@ EVENTS: dict[str, dict[str, str]] = {
     "budget_warning": {"stage": "", "step": "", "spent_usd": "", "projected_usd": "", "cap_usd": "", "message": ""},
     "budget_reached": {"stage": "", "step": "", "spent_usd": "", "cap_usd": ""},
     "warning": {"kind": "trust_remote_code | no_chat_template (a base model trained with the plain template) | "
-                        "system_folded (pairs whose system text went into the first user turn)",
+                        "system_folded (pairs whose system text went into the first user turn) | tracker (how a "
+                        "report_to tracker logs, e.g. wandb offline) | replay_is_general_text",
                 "stage": "", "message": "", "pairs": "system_folded: how many pairs"},
+    "forgetting_warning": {"stage": "", "step": "", "general_perplexity": "", "baseline": "at the stage's start",
+                           "change_pct": "", "threshold_pct": "eval.forgetting_threshold_pct",
+                           "stopping": "true: eval.stop_on_forgetting checkpoints and stops (stopped.reason "
+                                       "forgetting)", "message": ""},
     "prepare": {"stage": "cpt stages, about once a second before stage_start (training/runtime/prepare.py)",
                 "phase": "dedup | tokenize | done | cached", "fraction": "0-1 of the whole data step",
                 "bytes_done": "corpus bytes read in this pass", "bytes_total": ""},

@@ -115,6 +115,18 @@ class StageBase(Strict):
     max_grad_norm: float = Field(1.0, gt=0)
 
 
+class ReplaySpec(Strict):
+    """General text mixed into continued pre-training against forgetting (training/runtime/replay.py)."""
+    data: list[str] = Field(min_length=1, description="files, folders or globs of general text: .txt .md .jsonl .parquet")
+    fraction: float = Field(0.05, gt=0, lt=0.5, description="share of the training tokens that is replayed general text")
+    text_field: str = "text"
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
 class CptStage(StageBase):
     type: Literal["cpt"]
     data: list[str] = Field(min_length=1, description="files, folders or globs: .txt .md .jsonl .parquet")
@@ -127,6 +139,7 @@ class CptStage(StageBase):
         "group stays); none: keep everything. `plan` writes near when its scan found near duplicates"))
     seq_len: int = Field(1024, ge=8)
     packing: bool = True
+    replay: ReplaySpec | None = Field(None, description="general text mixed in at a share of the tokens, against forgetting")
     learning_rate: float = Field(1e-5, gt=0)
     epochs: float = Field(1.0, gt=0)
 
@@ -170,7 +183,8 @@ class EvalSpec(Strict):
     max_domain_tokens: int = Field(32768, ge=64, description="cap on held-out domain tokens scored")
     max_general_tokens: int = Field(16384, ge=64, description="cap on general-text tokens scored")
     max_pairs: int = Field(64, ge=1, description="cap on held-out pairs scored")
-    forgetting_threshold_pct: float = Field(10.0, ge=0, description="warn when general perplexity rises more after cpt")
+    forgetting_threshold_pct: float = Field(10.0, ge=0, description="warn when general perplexity rises more during or after cpt")
+    stop_on_forgetting: bool = Field(False, description="cpt: checkpoint and stop when general perplexity passes the threshold at an eval step")
     lm_eval_tasks: list[str] = Field(default_factory=list, description="lm-eval-harness tasks, run when lm-eval is installed")
     lm_eval_limit: int = Field(100, ge=1, description="examples per lm-eval task")
 
@@ -248,7 +262,8 @@ def _clean_loc(loc: tuple) -> tuple:
 
 def _did_you_mean(key: str) -> str | None:
     import difflib
-    names = {n for m in (Recipe, ModelSpec, Hardware, CptStage, SftStage, LoraSpec) for n in m.model_fields}
+    names = {n for m in (Recipe, ModelSpec, Hardware, CptStage, SftStage, LoraSpec, ReplaySpec, EvalSpec)
+             for n in m.model_fields}
     hit = difflib.get_close_matches(key, sorted(names), n=1, cutoff=0.75)
     return hit[0] if hit else None
 
@@ -381,6 +396,13 @@ def _check_paths(recipe: Recipe, lines: dict[tuple, int]) -> list[Problem]:
                                      message=f"pairs file '{spec}' must be .jsonl (one JSON object per line)"))
     probs += [Problem(path="report_to", line=_loc_line(("report_to",), lines), message=m)
               for m in missing_packages(recipe.report_to)]
+    for i, st in enumerate(recipe.stages):
+        for j, spec in enumerate(st.replay.data if isinstance(st, CptStage) and st.replay else []):
+            if not expand_data(spec):
+                loc = ("stages", i, "replay", "data", j)
+                probs.append(Problem(path=".".join(map(str, loc)), line=_loc_line(loc, lines),
+                                     message=f"replay text '{spec}' does not exist or holds no .txt/.md/.jsonl/.parquet "
+                                             f"file; check the path (general text such as recipes/general_reference.txt)"))
     gt = recipe.eval.general_text
     if gt is not None and not Path(os.path.expanduser(gt)).is_file():
         probs.append(Problem(path="eval.general_text", line=_loc_line(("eval", "general_text"), lines),

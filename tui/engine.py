@@ -125,17 +125,26 @@ def gap_probe_available() -> bool:
     return True  # training.plan.probe runs the model in a subprocess
 
 
-def run_gap_probe(model: str, prompts: list[str], corpus: list[str], timeout: float = 300) -> dict:
+def run_gap_probe(model: str, prompts: list[str], corpus: list[str], timeout: float = 300,
+                  pairs: str | None = None) -> dict:
     """The base model answers the prompts; training.plan.probe runs it in a subprocess (the UI never loads a model).
-    Returns GapFacts as a dict: answers [{prompt, answer}], ppl_ratio, fertility_ratio, suggested_gap, summary."""
+    Returns GapFacts as a dict: answers [{prompt, answer}], ppl_ratio, fertility_ratio, suggested_gap, summary,
+    and with pairs (and a corpus) retrieval {answer_loss_base, answer_loss_with_retrieval, gap_closed, ...}."""
     import tempfile
     from training.plan.probe import run_probe
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("\n".join(prompts) + "\n")
     try:
-        return run_probe(model, f.name, [real_path(c) for c in corpus], timeout=timeout).to_dict()
+        return run_probe(model, f.name, [real_path(c) for c in corpus], timeout=timeout,
+                         pairs_file=real_path(pairs) if pairs else None).to_dict()
     finally:
         os.unlink(f.name)
+
+
+def probe_explained(res: dict) -> list[str]:
+    """The probe's numbers, each with what it means and the rule it feeds (the same lines as `plan`)."""
+    from training.plan.render import probe_lines
+    return probe_lines(res)
 
 
 # ---------------------------------------------------------------- hardware and prices
@@ -156,7 +165,7 @@ from tui.engine_plan import (default_edits, estimate_plans, recipe_text, recomme
                              stage_values)
 
 __all__ = ["DEMO", "DEMO_PROMPTS", "volume_line", "pairs_line", "GAP_RULES", "scan_corpus", "scan_pairs",
-           "gap_probe_available", "run_gap_probe", "hardware_choices", "recommend", "estimate_plans",
+           "gap_probe_available", "run_gap_probe", "probe_explained", "hardware_choices", "recommend", "estimate_plans",
            "recipe_text", "default_edits", "stage_values", "write_recipe", "start_run", "real_path"]
 
 

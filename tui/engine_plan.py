@@ -79,7 +79,8 @@ def decide_for(answers: dict, facts: dict, pick: tuple | None = None):
 def recommend(answers: dict, facts: dict) -> dict:
     """The rules' own choice (no override): path, method, reasons, warnings."""
     _, d = decide_for(answers, facts)
-    return {"path": d.path, "method": d.method, "reasons": list(d.reasons), "warnings": list(d.warnings)}
+    return {"path": d.path, "method": d.method, "reasons": list(d.reasons), "warnings": list(d.warnings),
+            "guide_budget": d.guide_budget, "suggestions": list(d.suggestions)}
 
 
 def estimate_plans(answers: dict, facts: dict, pick: tuple | None = None) -> dict:

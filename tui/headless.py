@@ -53,7 +53,13 @@ def render(ev: dict) -> str | None:
                 if isinstance(lr, (int, float)) and isinstance(ev.get("loss"), (int, float)) else
                 f"[{ev['stage']}] step {ev['step']}/{ev['total_steps']}  loss {ev.get('loss')}")
     if e == "eval":
-        return f"[{ev['stage']}] eval at step {ev['step']}: loss {ev['eval_loss']:.4f}  perplexity {ev['perplexity']:.1f}"
+        g = ev.get("general_perplexity")
+        gen = (f"  general ppl {g:.1f}" + (f" ({ev['general_perplexity_change_pct']:+.1f}%)"
+                                           if isinstance(ev.get("general_perplexity_change_pct"), (int, float)) else "")
+               if isinstance(g, (int, float)) else "")
+        return f"[{ev['stage']}] eval at step {ev['step']}: loss {ev['eval_loss']:.4f}  perplexity {ev['perplexity']:.1f}{gen}"
+    if e == "forgetting_warning":
+        return f"[{ev.get('stage')}] FORGETTING: {ev.get('message')}"
     if e == "measure":
         if ev.get("error"):
             return f"[{ev['stage']}] measurement {ev.get('when')} failed: {ev['error']}"

@@ -28,6 +28,9 @@ class StageState:
     tokens_per_s: float | None = None
     eta_s: float | None = None
     runtime_s: float | None = None
+    general_ppl: float | None = None  # the forgetting watch at the last eval step (cpt stages)
+    general_ppl_change_pct: float | None = None
+    forgetting: str | None = None  # the forgetting_warning's message, once one came
     prepare: dict | None = None  # the last `prepare` event (data preparation before the first step)
 
     @property
@@ -130,6 +133,11 @@ class RunState:
         elif e == "eval":
             if isinstance(ev.get("eval_loss"), (int, float)):
                 self.stage(ev["stage"]).eval.append((ev.get("step", 0), float(ev["eval_loss"])))
+            if isinstance(ev.get("general_perplexity"), (int, float)):
+                s = self.stage(ev["stage"])
+                s.general_ppl, s.general_ppl_change_pct = ev["general_perplexity"], ev.get("general_perplexity_change_pct")
+        elif e == "forgetting_warning":
+            self.stage(ev["stage"]).forgetting = ev.get("message") or "general perplexity passed the threshold"
         elif e == "stage_end":
             s = self.stage(ev["stage"])
             s.state, s.runtime_s, s.eta_s = "done", ev.get("runtime_s"), 0

@@ -97,7 +97,7 @@ def test_no_gap_means_no_training():
 def test_unknown_gap_is_a_warning_and_volume_decides():
     d = decide(facts(2000, 2000, budget=10_000))
     assert d.path == "cpt_sft"
-    assert any("no gap evidence" in w for w in d.warnings)
+    assert any("gap unknown" in w for w in d.warnings)
 
 
 def test_model_too_large_for_the_card_warns_and_shards_on_several():

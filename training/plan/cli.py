@@ -168,7 +168,12 @@ def main(argv: list[str]) -> int:
     if a.probe:
         from training.plan.probe import run_probe
         try:
-            probe = run_probe(a.model, a.prompts, a.corpus).to_dict()
+            tty = not a.json and sys.stderr.isatty()
+            probe = run_probe(a.model, a.prompts, a.corpus, pairs_file=a.pairs,
+                              progress=(lambda line: print(f"\r{line}", end="", file=sys.stderr, flush=True))
+                              if tty else None).to_dict()
+            if tty:
+                print(file=sys.stderr)
         except (RuntimeError, ValueError) as e:
             return _err(f"gap probe: {e}")
     facts = Facts(model=a.model, shape=shape, corpus=corpus, pairs=pairs, gap=a.gap, probe=probe,

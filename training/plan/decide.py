@@ -24,6 +24,7 @@ reasons and adds a warning for each rule the override breaks. Units: 1 MB = 1e6 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from dataclasses import replace as _replace
 
 from training.plan.estimate import Card, PlanEstimate, Workload, estimate_all, find_card, find_plan, load_cards
 from training.plan.pairs_scan import PairsFacts
@@ -37,6 +38,38 @@ PAIRS_MIN = 500          # < 500 pairs: RAG or few-shot, SFT would overfit
 PAIRS_FULL = 5000        # 500 - 5,000: LoRA/QLoRA; > 5,000: full fine-tune or longer QLoRA
 CHEAP_BUDGET = 100       # under ~$100: RAG + QLoRA SFT, revisit CPT later
 PATHS = ("rag_only", "sft", "cpt_sft", "cpt")
+SFT_EPOCHS = 3           # the guide's SFT starting point (DESIGN.md: hyperparameter rules)
+LONG_QLORA_EPOCHS = 5    # > 5,000 pairs without full fine-tuning: "QLoRA with longer training". How much longer
+                         # is our assumption (the guide gives no number): 5 epochs instead of 3, +67% steps
+
+REPLAY_FRACTION = 0.05  # suggested replay share for CPT: 5% of the tokens, the share Ibrahim et al. 2024
+                        # ("Simple and Scalable Strategies to Continually Pre-train LLMs") found enough against
+                        # forgetting under a weak distribution shift; they needed ~25% for a strong one
+
+# Does retrieval close the gap? (training/plan/retrieval.py measures it.) The guide: "Choose continued
+# pre-training if your base model has no grounding in your domain and retrieval alone won't bridge the gap",
+# and its FAQ: "skip CPT and use RAG if your domain facts are retrievable at inference time". "Most of the gap"
+# is our reading of those sentences, an assumption, not a number from the guide:
+RETRIEVAL_CLOSES = 0.5   # gap_closed >= 0.5: retrieval closes most of the gap -> RAG (+ SFT for format), not CPT
+MIN_GAP_NATS = 0.1       # answer loss with the question alone minus with the answer itself in the prompt, in
+                         # nats/token: below it the model already predicts the answers; no gap to close
+
+# The guide's "Budget thresholds (USD, 2026 Lambda Labs pricing)" table, quoted row by row
+# (reference/000_0fa6357b6d73ae02.txt, lines 75-82). params: the row's model size; size band: 7B rows match
+# 3-15B models, 70B rows 30-120B; tokens: the row's workload in tokens where it names one (10 GB at 4 bytes
+# per token, our guess; the guide names no tokenizer).
+GUIDE_BUDGET_SOURCE = "reference guide, 'Budget thresholds (USD, 2026 Lambda Labs pricing)'"
+GUIDE_BUDGET = (
+    {"row": "QLoRA SFT, 7B, 2,000 examples", "path": "sft", "params": 7e9, "low_usd": 5, "high_usd": 15,
+     "pairs": 2000},
+    {"row": "QLoRA SFT, 70B, 5,000 examples", "path": "sft", "params": 70e9, "low_usd": 80, "high_usd": 150,
+     "pairs": 5000},
+    {"row": "CPT, 7B, 10 GB corpus", "path": "cpt", "params": 7e9, "low_usd": 150, "high_usd": 300,
+     "tokens": 10e9 / 4},
+    {"row": "CPT, 70B, 50 GB corpus", "path": "cpt", "params": 70e9, "low_usd": 1500, "high_usd": 4000,
+     "tokens": 50e9 / 4},
+    {"row": "CPT + SFT, 7B, full pipeline", "path": "cpt_sft", "params": 7e9, "low_usd": 200, "high_usd": 400},
+)
 
 
 @dataclass
@@ -76,6 +109,8 @@ class Decision:
     estimate: PlanEstimate | None = None
     estimates: list[PlanEstimate] = field(default_factory=list)
     card: Card | None = None
+    guide_budget: dict | None = None  # the guide's budget row beside our estimate (guide_budget_row())
+    suggestions: list[str] = field(default_factory=list)  # not rules: what the user may add (replay share)
 
     @property
     def alternatives(self) -> list[PlanEstimate]:
@@ -84,7 +119,8 @@ class Decision:
     def to_dict(self) -> dict:
         return {"path": self.path, "method": self.method, "reasons": self.reasons, "warnings": self.warnings,
                 "estimate": self.estimate.to_dict() if self.estimate else None,
-                "alternatives": [e.to_dict() for e in self.alternatives]}
+                "alternatives": [e.to_dict() for e in self.alternatives], "guide_budget": self.guide_budget,
+                "suggestions": self.suggestions}
 
 
 NEAR_DUP_DEDUP = 0.01  # scanned near-duplicate share from which a written cpt stage drops near-copies too
@@ -118,6 +154,11 @@ def decide(facts: Facts, cards: list[Card] | None = None) -> Decision:
     # no card (gpu "cpu", the wizard's demo on this machine): the rules alone, no estimate
     est = estimate_all(facts.shape, facts.workload(), card, facts.gpu_count, facts.price_per_hour) \
         if facts.shape and card else []
+    if n > PAIRS_FULL and est:
+        # "QLoRA with longer training": a QLoRA recipe then trains LONG_QLORA_EPOCHS, so its estimates must too
+        longer = estimate_all(facts.shape, _replace(facts.workload(), sft_epochs=LONG_QLORA_EPOCHS), card,
+                              facts.gpu_count, facts.price_per_hour)
+        est = [find_plan(longer, e.path, e.method) if e.method == "qlora" else e for e in est]
     d = Decision(path="rag_only", method=None, estimates=est, card=card)
     R, W = d.reasons.append, d.warnings.append
 
@@ -144,12 +185,14 @@ def decide(facts: Facts, cards: list[Card] | None = None) -> Decision:
         R("behaviour gap (right facts, wrong format) -> fine-tuning only")
     elif gap == "none":
         R("no gap: the base model already answers well -> no training; RAG for facts that change")
-    else:
-        W("no gap evidence (no gap probe, no verdict): the data volume alone decides")
+    elif not retrieval_measured(facts.probe):
+        W("gap unknown: no verdict and no usable measurement (run with --probe or give --gap); the data volume alone "
+          "decides")
     if facts.gap is None and gap is not None:
         d.reasons[-1] += f" (suggested by the gap probe: {facts.probe.get('summary', '')}; give --gap to decide yourself)"
+    retrievable, gap = _retrieval_rule(facts, gap, R)
 
-    want_cpt = mb >= CPT_MIN_MB and gap in (None, "knowledge")
+    want_cpt = mb >= CPT_MIN_MB and gap in (None, "knowledge") and not retrievable
     want_sft = n >= PAIRS_MIN and gap != "none"
     if gap == "behavior" and mb >= CPT_MIN_MB:
         W(f"conflicting evidence: {mb:,.0f} MB is enough for CPT but the gap is behaviour; taking the cheaper "
@@ -200,7 +243,17 @@ def decide(facts: Facts, cards: list[Card] | None = None) -> Decision:
         if "sft" in d.path and n < PAIRS_MIN:
             W(f"fewer than 500 pairs for SFT ({n}): expect overfitting")
 
+    if d.method == "qlora" and n > PAIRS_FULL:
+        R(f"{n:,} pairs > {PAIRS_FULL:,} with QLoRA: {LONG_QLORA_EPOCHS} epochs instead of {SFT_EPOCHS} "
+          f"(the guide's 'longer training'; how much longer is our assumption)")
+    if "cpt" in d.path:
+        d.suggestions.append(
+            f"replay {REPLAY_FRACTION:.0%} general text during CPT (stages.cpt.replay: {{data: [your general text], "
+            f"fraction: {REPLAY_FRACTION}}}): the share Ibrahim et al. 2024 found enough against forgetting for a "
+            f"modest domain shift (~25% for a strong one); the forgetting watch shows general perplexity at "
+            f"every eval step either way")
     d.estimate = find_plan(est, d.path, d.method)
+    d.guide_budget = guide_budget_row(d, facts)
     if d.estimate:
         e = d.estimate
         if budget is not None and e.usd > budget:
@@ -219,6 +272,93 @@ def decide(facts: Facts, cards: list[Card] | None = None) -> Decision:
               f"node, x0.85 across nodes, x0.95 sharded, x0.70 optimizer offload; stated, not measured); "
               f"cost = time x {e.gpu_count} GPUs x price")
     return d
+
+
+def retrieval_measured(probe: dict | None) -> bool:
+    r = (probe or {}).get("retrieval") or {}
+    return bool(r.get("gap_measurable")) and not r.get("error")
+
+
+def _retrieval_rule(facts: Facts, gap: str | None, R) -> tuple[bool, str | None]:
+    """(retrieval closes the gap, the gap after the measurement). The rule in RETRIEVAL_CLOSES's comment."""
+    r = (facts.probe or {}).get("retrieval") or {}
+    if r.get("gap_closed") is None or r.get("error"):
+        return False, gap
+    if not r.get("gap_measurable", True):
+        if r.get("gap_nats") is not None:
+            R(f"retrieval probe: the answer loss drops only {r['gap_nats']:.2f} nats/token even with the answer "
+              f"itself in the prompt (< {MIN_GAP_NATS}): the base model already knows the answers or cannot use a "
+              f"context; the retrieval measurement does not decide")
+        return False, gap
+    gc, k = r["gap_closed"], r.get("passages_k", 0)
+    losses = (f"answer loss {r['answer_loss_base']:.2f} -> {r['answer_loss_with_retrieval']:.2f} nats/token with "
+              f"the top {k} passages")
+    if gc >= RETRIEVAL_CLOSES:
+        R(f"retrieval closes {gc:.0%} of the gap (>= {RETRIEVAL_CLOSES:.0%}; {losses}): the facts are retrievable "
+          f"-> RAG (+ SFT for format), not CPT")
+        return True, gap
+    R(f"retrieval closes only {gc:.0%} of the gap (< {RETRIEVAL_CLOSES:.0%}; {losses}): retrieval alone won't "
+      f"bridge it -> CPT is justified")
+    if gap is None:
+        d_gap = "knowledge"
+        R("knowledge gap (measured: the answers are not in what retrieval finds) -> CPT first "
+          "(give --gap to decide yourself)")
+        return False, d_gap
+    return False, gap
+
+
+def _size_band(params: float) -> float | None:
+    if 3e9 <= params <= 15e9:
+        return 7e9
+    if 30e9 <= params <= 120e9:
+        return 70e9
+    return None
+
+
+def guide_budget_row(d: Decision, facts: Facts) -> dict | None:
+    """The guide's budget row for this plan (same path, same size band) beside our estimate, and why they
+    differ; None when no row matches or there is no estimate."""
+    e = d.estimate
+    if e is None or facts.shape is None:
+        return None
+    band = _size_band(facts.shape.total_params)
+    row = next((r for r in GUIDE_BUDGET if r["path"] == d.path and r["params"] == band), None)
+    if row is None:
+        return None
+    price, n = e.price_per_hour, e.gpu_count
+    hours_lo, hours_hi = row["low_usd"] / max(price * n, 1e-9), row["high_usd"] / max(price * n, 1e-9)
+    why = [f"ours: {_usd(e.usd)} = {e.hours:,.1f} h x {n} x {e.gpu} at ${price:.2f}/GPU-hour"]
+    why.append(f"the guide's range buys {hours_lo:,.1f}-{hours_hi:,.1f} h of that hardware at that price "
+               f"(the guide priced Lambda Labs GPUs in 2026 and names no GPU)")
+    toks = sum(s.tokens for s in e.stages)
+    tps = sum(s.tokens for s in e.stages) / max(e.hours * 3600, 1e-9)
+    ours_w = f"{toks / 1e9:,.2f}B tokens" if toks >= 1e8 else f"{toks / 1e6:,.1f}M tokens"
+    if row.get("tokens"):
+        why.append(f"workload: ours {ours_w}, the row's ~{row['tokens'] / 1e9:,.1f}B tokens (bytes/4)")
+        card = d.card
+        if card is not None:  # what utilisation the guide's high end would need for the row's own workload
+            flops = 6 * row["params"] * row["tokens"]
+            need = flops / (hours_hi * 3600 * n * card.peak_bf16_tflops * 1e12)
+            why.append(f"the guide's high end would need {need:.0%} MFU for its own row on this hardware"
+                       + (" (more than the card can do: the guide's range is not reachable here)" if need > 1 else ""))
+    elif row.get("pairs"):
+        have = facts.pairs.valid if facts.pairs else 0
+        why.append(f"workload: ours {have:,} pairs ({ours_w}, {d.method or '-'}), the row's {row['pairs']:,} "
+                   f"examples with QLoRA")
+    else:
+        why.append(f"workload: ours {ours_w}; the row names no corpus size")
+    why.append(f"our throughput {tps:,.0f} tokens/s from the estimator's MFU model (training/plan/estimate.py)")
+    ratio = e.usd / ((row["low_usd"] + row["high_usd"]) / 2)
+    verdict = ("within the guide's range" if row["low_usd"] <= e.usd <= row["high_usd"] else
+               f"{ratio:.2g}x the middle of the guide's range")
+    return {"row": row["row"], "low_usd": row["low_usd"], "high_usd": row["high_usd"],
+            "source": GUIDE_BUDGET_SOURCE, "ours_usd": round(e.usd, 2), "verdict": verdict,
+            "why_different": "; ".join(why)}
+
+
+def sft_epochs(method: str | None, n_pairs: int) -> float:
+    """The guide's 3 epochs; QLoRA on more than 5,000 pairs trains longer (LONG_QLORA_EPOCHS)."""
+    return float(LONG_QLORA_EPOCHS if method == "qlora" and n_pairs > PAIRS_FULL else SFT_EPOCHS)
 
 
 def recipe_from_decision(d: Decision, facts: Facts, corpus_paths: list[str] | None, pairs_path: str | None,
@@ -251,7 +391,8 @@ def recipe_from_decision(d: Decision, facts: Facts, corpus_paths: list[str] | No
         max_len = facts.pairs.max_len if facts.pairs and facts.pairs.max_len else 1024
         micro = st.micro_batch if st else 4
         out.append({"type": "sft", "method": d.method or "lora", "data": pairs_path,
-                    "learning_rate": 2e-5 if d.method == "full" else 2e-4, "epochs": 3.0,
+                    "learning_rate": 2e-5 if d.method == "full" else 2e-4,
+                    "epochs": sft_epochs(d.method, facts.pairs.valid if facts.pairs else 0),
                     "micro_batch_size": micro, "grad_accum": 4 * 4 // micro, "max_seq_len": min(max(max_len, 128), max_pos),
                     "gradient_checkpointing": bool(st and st.checkpointing),
                     "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}})
@@ -307,6 +448,11 @@ def decision_record(d: Decision, facts: Facts) -> dict:
         ev["pairs_valid"] = facts.pairs.valid
     if facts.shape is not None:
         ev["model_params"] = float(f"{facts.shape.total_params:.4g}")
+    r = (facts.probe or {}).get("retrieval")
+    if r:  # the retrieval measurement in brief (the examples stay in `plan --json`)
+        ev["retrieval"] = {k: v for k, v in r.items() if k != "examples"}
+    if d.guide_budget:
+        ev["guide_budget"] = d.guide_budget
     return {"path": d.path, "method": d.method, "reasons": list(d.reasons), "warnings": list(d.warnings),
             "evidence": {k: v for k, v in ev.items() if v is not None},
             "decided_by": f"tune-wizard {_dt.date.today().isoformat()}"}

@@ -8,6 +8,8 @@ Measures:
   perplexity  on a sample of the corpus and on recipes/general_reference.txt (general prose written for this
               project); domain/reference ratio
   fertility   tokens per word on both; the domain words split into the most pieces
+  retrieval   with a corpus and labeled pairs: does BM25 retrieval close the gap? (training/plan/retrieval.py:
+              the answer loss with the question alone, with the top-k passages, with the answer itself)
 Suggestion: a perplexity ratio above PPL_RATIO or a fertility ratio above FERTILITY_RATIO suggests a knowledge
 gap (the model finds the domain's text surprising or its vocabulary foreign); otherwise no objective signal.
 """
@@ -45,6 +47,7 @@ class GapFacts:
     suggested_gap: str | None = None
     summary: str = ""
     seconds: float = 0.0
+    retrieval: dict | None = None  # training/plan/retrieval.py measure(), or {"error": ...}; None: not run
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,22 +66,71 @@ def suggest(ppl_ratio: float, fert_ratio: float) -> tuple[str | None, str]:
 
 
 def run_probe(model: str, prompts_file: str | None, corpus_paths: list[str], max_new_tokens: int = 96,
-              time_limit: float = 30.0, timeout: float = 900.0) -> GapFacts:
-    """Run the probe in a subprocess; RuntimeError with its last stderr line if it fails."""
+              time_limit: float = 30.0, timeout: float = 900.0, pairs_file: str | None = None,
+              passages_k: int | None = None, progress=None) -> GapFacts:
+    """Run the probe in a subprocess; RuntimeError with its last stderr line if it fails. With pairs_file
+    (and a corpus) it also measures retrieval; progress(line) gets its "indexing ..." lines."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "probe.json"
         cmd = [sys.executable, "-m", "training.plan.probe", "--model", model, "--out", str(out),
                "--max-new-tokens", str(max_new_tokens), "--time-limit", str(time_limit)]
         if prompts_file:
             cmd += ["--prompts", prompts_file]
+        if pairs_file:
+            cmd += ["--pairs", pairs_file]
+        if passages_k:
+            cmd += ["--passages-k", str(passages_k)]
         cmd += ["--corpus", *corpus_paths] if corpus_paths else []
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]) + os.pathsep
                    + os.environ.get("PYTHONPATH", ""))
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-        if p.returncode != 0 or not out.exists():
-            last = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        import threading
+        with tempfile.TemporaryFile("w+") as err:
+            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+            timer = threading.Timer(timeout, p.kill)  # a probe that hangs silently is killed all the same
+            timer.start()
+            try:
+                for line in p.stderr:  # progress lines as they come; everything kept for the error message
+                    err.write(line)
+                    if progress and line.startswith("indexing"):
+                        progress(line.strip())
+                rc = p.wait()
+            finally:
+                timed_out = not timer.is_alive() and p.returncode not in (0, None) and rc == -9
+                timer.cancel()
+            err.seek(0)
+            stderr = err.read()
+        if timed_out:
+            raise RuntimeError(f"the probe process ran past {timeout:.0f} s and was stopped")
+        if rc != 0 or not out.exists():
+            last = (stderr.strip().splitlines() or ["no output"])[-1]
             raise RuntimeError(f"the probe process failed ({last})")
         return GapFacts(**json.loads(out.read_text()))
+
+
+def retrieval_probe(model, tok, corpus: list[str], pairs_file: str, k: int) -> dict:
+    """training/plan/retrieval.py on this model: index the corpus (progress on stderr), score the pairs."""
+    import importlib.util
+    from training.data import DataError, read_pairs
+    from training.plan import retrieval
+    if importlib.util.find_spec("bm25s") is None:
+        return {"error": "the retrieval probe needs bm25s: pip install bm25s"}
+    from training.recipe import expand_data
+    try:
+        rows = read_pairs(Path(pairs_file)).rows
+    except DataError as e:
+        return {"error": str(e)}
+    pairs = retrieval.sample_pairs(rows)
+    if not pairs:
+        return {"error": f"{pairs_file}: no valid pairs to score"}
+    files = [f for c in corpus for f in expand_data(c)]
+
+    def progress(done: int, total: int) -> None:
+        print(f"indexing corpus for retrieval: {done / 1e6:,.1f} / {total / 1e6:,.1f} MB", file=sys.stderr, flush=True)
+
+    index = retrieval.Index.build(files, progress)
+    if not index.passages:
+        return {"error": "the corpus gave no text to index"}
+    return retrieval.measure(model, tok, pairs, index, k)
 
 
 def corpus_sample(paths: list[str], chars: int = SAMPLE_CHARS) -> str:
@@ -132,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--out", required=True)
     a.add_argument("--max-new-tokens", type=int, default=96)
     a.add_argument("--time-limit", type=float, default=30.0)
+    a.add_argument("--pairs", help="labeled pairs (.jsonl): with --corpus, measure whether retrieval closes the gap")
+    a.add_argument("--passages-k", type=int, default=3)
     args = a.parse_args(argv)
     t0 = time.time()
     import torch
@@ -173,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         facts.suggested_gap, facts.summary = suggest(facts.ppl_ratio, facts.fertility_ratio)
     else:
         facts.summary = "no corpus given: only the answers to judge"
+    if args.pairs and domain.strip():
+        facts.retrieval = retrieval_probe(model, tok, args.corpus, args.pairs, args.passages_k)
+    elif args.pairs:
+        facts.retrieval = {"error": "no corpus given: nothing to retrieve from"}
     facts.seconds = round(time.time() - t0, 1)
     Path(args.out).write_text(json.dumps(facts.to_dict()))
     return 0

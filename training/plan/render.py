@@ -43,9 +43,7 @@ def render(facts, d, written: str | None) -> str:
     else:
         L.append("pairs     none")
     if facts.probe:
-        pr = facts.probe
-        L.append(f"probe     perplexity domain/reference {pr.get('ppl_ratio', 0):.2f}, fertility domain/reference "
-                 f"{pr.get('fertility_ratio', 0):.2f}; {pr.get('summary', '')}")
+        L.extend(probe_lines(facts.probe))
     L.append(f"gap       {facts.gap or ('probe: ' + facts.probe['suggested_gap'] if facts.probe and facts.probe.get('suggested_gap') else 'unknown')}")
     card = d.card
     price = facts.price_per_hour if facts.price_per_hour is not None else card.price_per_hour
@@ -56,6 +54,12 @@ def render(facts, d, written: str | None) -> str:
     L.append(f"== decision: {d.path}{' / ' + d.method if d.method else ''}")
     L.extend(f"  - {r}" for r in d.reasons)
     L.extend(f"  ! {w}" for w in d.warnings)
+    L.extend(f"  + suggestion: {x}" for x in getattr(d, "suggestions", []))
+    g = getattr(d, "guide_budget", None)
+    if g:
+        L.append(f"  guide's budget table: {g['row']} ~${g['low_usd']:,}-{g['high_usd']:,}; our estimate "
+                 f"${g['ours_usd']:,.2f} ({g['verdict']})")
+        L.append(f"    why they differ: {g['why_different']}")
     L.append("")
     e0 = d.estimate or (d.estimates[-1] if d.estimates else None)
     scale = (f" ({e0.nodes} node{'s' if e0.nodes > 1 else ''} x {e0.processes_per_node}, assumed "
@@ -81,3 +85,37 @@ def render(facts, d, written: str | None) -> str:
              "no recipe written (add -o recipe.yaml)" if d.path != "rag_only" else
              "nothing to train: index the corpus for retrieval (RAG)")
     return "\n".join(L)
+
+
+def probe_lines(pr: dict) -> list[str]:
+    """The gap probe's numbers, each with what it means and the rule it feeds (training/plan/probe.py,
+    training/plan/retrieval.py, training/plan/decide.py hold the thresholds)."""
+    from training.plan.decide import RETRIEVAL_CLOSES
+    from training.plan.probe import FERTILITY_RATIO, PPL_RATIO
+    L = []
+    if pr.get("ppl_ratio"):
+        L.append(f"probe     perplexity domain/reference {pr['ppl_ratio']:.2f}: how surprised the base model is by "
+                 f"your text relative to general prose (1 = as familiar; > {PPL_RATIO:g} suggests a knowledge gap)")
+        L.append(f"          fertility domain/reference {pr.get('fertility_ratio', 0):.2f}: tokens per word on your "
+                 f"text relative to general prose (> {FERTILITY_RATIO:g}: the vocabulary splits your terms; CPT "
+                 f"helps, RAG does not)")
+        L.append(f"          {pr.get('summary', '')}")
+    r = pr.get("retrieval") or {}
+    if r.get("error"):
+        L.append(f"retrieval not measured: {r['error']}")
+    elif r.get("answer_loss_base") is not None:
+        gc = r.get("gap_closed")
+        L.append(f"retrieval answer loss {r['answer_loss_base']:.2f} (question alone) -> "
+                 f"{r['answer_loss_with_retrieval']:.2f} (top {r.get('passages_k')} {r.get('retriever', 'BM25')} "
+                 f"passages) vs {r.get('answer_loss_oracle', float('nan')):.2f} (answer itself in the prompt), "
+                 f"nats/token on {r.get('pairs_scored')} held-out pairs")
+        L.append(f"          gap closed {gc:.0%}: the share of the drop to the answer-in-prompt floor that retrieval "
+                 f"achieves (>= {RETRIEVAL_CLOSES:.0%}: RAG (+ SFT for format), not CPT; below: CPT is justified)"
+                 if r.get("gap_measurable") else
+                 f"          gap closed {gc:.0%}, but the answer in the prompt lowers the loss by only "
+                 f"{r.get('gap_nats', 0):.2f} nats/token: the model already knows the answers or cannot use a "
+                 f"context, so this does not decide")
+        for ex in (r.get("examples") or [])[:2]:
+            L.append(f"          e.g. Q: {ex['question'][:70]!r} loss {ex['loss_base']:.2f} -> {ex['loss_with_retrieval']:.2f}"
+                     f"; top passage: {ex['top_passage'][:70]!r}")
+    return L

@@ -215,6 +215,8 @@ def build_report(run: Path, pending_finish: dict | None = None) -> str:
     else:
         out += ["No before/after measurements in this run (eval.enabled is false, or the run ended first).", ""]
     out += ["## What was decided and why", ""] + decision_lines(recipe) + [""]
+    from training.report.evidence import evidence_section
+    out += evidence_section(events, recipe)
     out += ["## Loss curves", ""]
     plots = plot_losses(events, run / PLOTS)
     out += [f"![loss curves of {s}]({p.relative_to(run).as_posix()})" for s, p in plots.items()] or ["No losses were logged."]

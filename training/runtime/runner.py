@@ -115,6 +115,10 @@ def resolve(recipe: Recipe, file: str | None = None, check_data: bool = True) ->
             specs = [resolve_builtin(s) if s.startswith(BUILTIN) else s for s in st.data]
             st.data = [_abs(s) if not any(c in s for c in "*?[") else os.path.abspath(os.path.expanduser(s))
                        for s in specs]
+            if st.replay:  # absolute, and hashed with the data like the corpus
+                st.replay.data = [_abs(s) if not any(c in s for c in "*?[") else os.path.abspath(os.path.expanduser(s))
+                                  for s in st.replay.data]
+                files_seen.update({str(f.resolve()): f for s in st.replay.data for f in expand_data(s)})
             readable, unreadable = 0, []
             for j, spec in enumerate(st.data):
                 for f in expand_data(spec):

@@ -189,7 +189,8 @@ def main(run_dir: str) -> int:
                       revision=recipe.model.revision if base == recipe.model.id else None,
                       trust_remote_code=recipe.model.trust_remote_code, seed=recipe.seed,
                       is_main=main_rank, world_size=world_size(),
-                      resume_from=str(ck) if ck else None, extra_callbacks=[guard], report_to=recipe.report_to)
+                      resume_from=str(ck) if ck else None, extra_callbacks=[guard], report_to=recipe.report_to,
+                      eval_spec=recipe.eval)
             if ck is None:  # a resumed stage was measured before its first segment
                 measure(i, "before", base, tok_src)
             t_stage = time.time()

@@ -2,6 +2,7 @@
 the probe); the user judges the answers: a knowledge gap or a behaviour gap."""
 from __future__ import annotations
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.widgets import Button, Label, RadioButton, RadioSet, Static, TextArea
@@ -37,7 +38,10 @@ class GapStep(WizardStep):
         self.show(self.state.answers["gap"])
 
     def show(self, gap: str | None) -> None:
-        self.evidence(f"your verdict: {gap or 'unknown'} -> {engine.GAP_RULES[gap]}")
+        if gap is None:  # nothing decided silently: no verdict and no measurement is "unknown"
+            self.evidence("gap unknown: run the probe (with pairs: does retrieval close the gap?) or pick a verdict")
+            return
+        self.evidence(f"your verdict: {gap} -> {engine.GAP_RULES[gap]}")
 
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
         self.show(event.pressed.name)
@@ -53,11 +57,10 @@ class GapStep(WizardStep):
     def probe(self) -> None:
         a = self.state.answers
         try:
-            res = engine.run_gap_probe(a["model"], self.prompts(), a.get("corpus") or [])
+            res = engine.run_gap_probe(a["model"], self.prompts(), a.get("corpus") or [], pairs=a.get("pairs"))
             text = "\n".join(f"Q: {x.get('prompt')}\nA: {' '.join(str(x.get('answer')).split())[:150]}"
                              for x in res.get("answers", []))
-            if res.get("summary"):
-                text += f"\n[b]{res['summary']}[/b]"
+            text += "\n" + "\n".join(escape(x) for x in engine.probe_explained(res))
         except Exception as e:  # the subprocess said why; show it, the user can still judge
             res, text = None, f"[red]probe failed: {e}[/]"
         self.app.call_from_thread(self.probed, res, text)

@@ -5,6 +5,7 @@ estimates are recomputed as they change.
 """
 from __future__ import annotations
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label, Select, Static
@@ -82,6 +83,11 @@ class RecommendStep(WizardStep):
         lines = [f"[b]recommended: {plan_label(r['path'], r['method'])}[/b]"]
         lines += [f"  because {x}" for x in r["reasons"]]
         lines += [f"  [yellow]⚠ {w}[/]" for w in r["warnings"]]
+        lines += [f"  [dim]suggestion: {escape(x)}[/]" for x in r.get("suggestions") or []]
+        g = r.get("guide_budget")
+        if g:  # the guide's budget table beside our estimate, and why they differ
+            lines.append(f"  guide's table: {g['row']} ~${g['low_usd']:,}-{g['high_usd']:,}; ours ${g['ours_usd']:,.2f} "
+                         f"({g['verdict']}) [dim]{escape(g['why_different'])}[/]")
         self.query_one("#decision", Static).update("\n".join(lines))
 
     def refresh_fields(self) -> None:

@@ -34,6 +34,13 @@ def timeline_text(st: RunState) -> Text:
         t.append("░" * (bar_w - fill), style="dim")
         t.append(f" {frac:4.0%}  {fmt_num(cur.tokens_per_s)} tok/s  step {cur.step_time_s or 0:.2f}s  "
                  f"ETA stage {fmt_duration(cur.eta_s)}  run {fmt_duration(st.remaining_s())}")
+    watched = [s for s in st.stages if s.general_ppl is not None]
+    if watched:  # the forgetting watch (training/runtime/forgetting.py): general text at each eval step
+        s = cur if cur is not None and cur.general_ppl is not None else watched[-1]
+        ch = f" ({s.general_ppl_change_pct:+.1f}%)" if isinstance(s.general_ppl_change_pct, (int, float)) else ""
+        t.append(f"\n{s.name}: general-text perplexity {s.general_ppl:,.4g}{ch} since the stage began")
+        if s.forgetting:
+            t.append("  forgetting: past the threshold", style="bold yellow")
     return t
 
 

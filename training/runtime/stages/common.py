@@ -53,6 +53,7 @@ class Ctx:
     resume_from: str | None = None  # a checkpoint folder of this stage
     extra_callbacks: list = field(default_factory=list)  # put first in the Trainer's callbacks (the worker's Guard)
     report_to: list = field(default_factory=list)  # experiment trackers (training/runtime/trackers.py)
+    eval_spec: object = None  # the recipe's `eval` section (EvalSpec): the forgetting watch reads it
 
 
 def cuda() -> bool:
@@ -239,7 +240,9 @@ class EventCallback(TrainerCallback):
         if "eval_loss" in logs:
             el = logs["eval_loss"]
             self.ctx.events.emit("eval", stage=self.stage.name, step=state.global_step, eval_loss=el,
-                                 perplexity=math.exp(el) if el < 50 else float("inf"))
+                                 perplexity=math.exp(el) if el < 50 else float("inf"),
+                                 **{k: logs[k] for k in ("general_perplexity", "general_perplexity_change_pct")
+                                    if k in logs})  # the forgetting watch's (training/runtime/forgetting.py)
 
     def on_save(self, args, state, control, **kw):
         if self.ctx.is_main:

@@ -14,6 +14,7 @@ from pathlib import Path
 from training.runtime.checkpoints import publish, temp_output
 from training.recipe import CptStage
 from training.runtime.prepare import load_splits, prepare
+from training.runtime.forgetting import ForgettingWatch
 from training.runtime.stages.common import (Ctx, EventCallback, attn_implementation, count_params, load_tokenizer,
                                     main_rank_first, optimizer_cls_and_kwargs, plan_steps, precision_plan,
                                     set_threads, torch_dtype, training_args_kwargs)
@@ -65,6 +66,12 @@ def run(st: CptStage, ctx: Ctx) -> dict:
              f"eval split" if data["move_to_eval"] else ""), flush=True)
     for why in data["skipped_files"][:5]:
         print(f"[{st.name}] skipped {why}", flush=True)
+    rstats: dict = {}
+    if st.replay:  # general text at replay.fraction of the training tokens (training/runtime/replay.py)
+        from training.runtime.replay import mix_replay, overlap_warning
+        train_ds = mix_replay(train_ds, st, tok, rstats)
+        if ctx.is_main and ctx.eval_spec is not None and (why := overlap_warning(st, ctx.eval_spec.general_text)):
+            ctx.events.emit("warning", kind="replay_is_general_text", stage=st.name, message=why)
     per_epoch, total = plan_steps(len(train_ds), st, ctx.world_size)
 
     # training arguments before the model: under FSDP / ZeRO-3 they set up the accelerate / DeepSpeed state
@@ -90,12 +97,15 @@ def run(st: CptStage, ctx: Ctx) -> dict:
                                                 "near_dropped", "dropped_tokens", "files", "cached",
                                                 "move_to_eval", "move_to_train")}
                     | {"documents": data["train_documents"], "dedup": st.dedup,
-                       "skipped_files": len(data["skipped_files"])})
+                       "skipped_files": len(data["skipped_files"])} | rstats)
 
     # train
     cb = EventCallback(ctx, st, total)
+    spec = ctx.eval_spec
+    watch = [ForgettingWatch(ctx, st, spec, spec.general_text, tok)] \
+        if spec is not None and spec.enabled and spec.general_text and eval_ds is not None else []
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=CausalLMCollator(), callbacks=[*ctx.extra_callbacks, cb],
+                      data_collator=CausalLMCollator(), callbacks=[*ctx.extra_callbacks, *watch, cb],
                       optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(prec, args))
     result = trainer.train(resume_from_checkpoint=ctx.resume_from)
 
