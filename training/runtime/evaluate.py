@@ -26,7 +26,7 @@ import time
 import traceback
 from pathlib import Path
 
-from training.recipe import CptStage, Recipe, SftStage, expand_data
+from training.recipe import CptStage, Recipe, SftStage
 
 
 # ---------------------------------------------------------------- memory
@@ -69,14 +69,16 @@ def token_blocks(ids: list[int], seq_len: int, max_tokens: int) -> list[list[int
 
 # ---------------------------------------------------------------- data to score
 
+HELDOUT_CHARS = 16 << 20  # the before/after measurements score far fewer tokens than this
+
+
 def domain_texts(recipe: Recipe) -> list[str]:
     """The held-out documents of the first cpt stage (the split its training never sees)."""
-    from training.runtime.stages.cpt import document_rows
+    from training.runtime.prepare import heldout_texts
     st = next((s for s in recipe.stages if isinstance(s, CptStage)), None)
     if st is None or st.eval_fraction <= 0:
         return []
-    files = [f for spec in st.data for f in expand_data(spec)]
-    return [r["text"] for r in document_rows(files, st, "eval", {})]
+    return heldout_texts(st, max_chars=HELDOUT_CHARS)
 
 
 def heldout_pairs(st: SftStage, cap: int) -> list[dict]:

@@ -9,7 +9,6 @@ the labels (the guide's sample has none, so its Trainer cannot compute a loss).
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 from training.runtime.checkpoints import publish, temp_output
 from training.recipe import CptStage
@@ -18,19 +17,6 @@ from training.runtime.forgetting import ForgettingWatch
 from training.runtime.stages.common import (Ctx, EventCallback, attn_implementation, count_params, load_tokenizer,
                                     main_rank_first, optimizer_cls_and_kwargs, plan_steps, precision_plan,
                                     set_threads, torch_dtype, training_args_kwargs)
-
-
-HELDOUT_CHARS = 16 << 20  # the before/after measurements score far fewer tokens than this
-
-
-def document_rows(files: list[Path], st: CptStage, split: str, stats: dict):
-    """Rows {"text"} of the units the content-hash split puts on `split` (kept for readers of the held-out
-    text; training reads the packed cache that training/runtime/prepare.py builds)."""
-    from training.runtime.prepare import heldout_texts
-    if split != "eval":
-        raise ValueError("document_rows: only the eval side is read this way")
-    for text in heldout_texts(st, max_chars=HELDOUT_CHARS):
-        yield {"text": text}
 
 
 class CausalLMCollator:
