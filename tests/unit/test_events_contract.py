@@ -1,7 +1,7 @@
 """The events contract in code (training/events.py EVENTS): every `emit(...)` in the engine names a known
 event type and only its keys; README's events table is the one generated from EVENTS; a recorded real run
 and a constructed bad line are checked by `problems()`. Real runs are checked line by line in
-tests/integration/test_events_contract.py and wherever a test reads events through conftest.events_of."""
+tests/integration/test_events_contract_run.py and wherever a test reads events through conftest.events_of."""
 from __future__ import annotations
 
 import ast
