@@ -147,25 +147,45 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path):
 
 
 def test_a_really_full_disk_keeps_the_previous_checkpoint(tmp_path):
-    """A 24 MB tmpfs as the output folder: checkpoint-2 (16 MB) fits, checkpoint-4 does not."""
+    """A real tmpfs as the output folder, big enough for the launch's disk check; once the first checkpoint is
+    complete, another writer fills the disk to about 4 MB free (what a user's other jobs do), so the next
+    checkpoint (16 MB) cannot be written: the run reports disk_full and the checkpoint before it stays intact."""
+    import threading
+    import time
     mnt = tmp_path / "small-disk"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(mnt)], capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
-        data = tiny_recipe(mnt, 4, 2)
+        data = tiny_recipe(mnt, 40, 2)
         data["stages"] = data["stages"][:1]
-        data["stages"][0].update(save_steps=2, logging_steps=1, micro_batch_size=2, eval_steps=4)
+        data["stages"][0].update(save_steps=2, logging_steps=1, micro_batch_size=2, eval_steps=40)
+        done = threading.Event()
+
+        def fill_after_first_checkpoint():
+            while not done.is_set():
+                if any(mnt.glob(f"*/checkpoints/cpt/checkpoint-*/{MARKER}")):
+                    st = os.statvfs(mnt)
+                    with open(mnt / "other-job.bin", "wb") as f:
+                        f.truncate(0)
+                        f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - (4 << 20)))
+                    return
+                time.sleep(0.05)
+
+        filler = threading.Thread(target=fill_after_first_checkpoint, daemon=True)
+        filler.start()
         r = cli("--recipe", str(write_recipe(tmp_path / "full.yaml", data)))
+        done.set()
         assert r.returncode == 1, r.stdout + r.stderr
         run = only_run(mnt)
         errs = [e for e in events_of(run) if e["event"] == "error"]
         assert errs, (run / "train.log").read_text()[-3000:]
         err = errs[0]
         assert err["kind"] == "disk_full", err
-        assert "checkpoints/cpt/checkpoint-2, intact" in err["message"]
         ck = run / "checkpoints" / "cpt"
-        assert sorted(p.name for p in ck.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-2"]
-        assert checkpoint_problem(ck / "checkpoint-2") is None
+        kept = sorted((p for p in ck.iterdir() if p.name.startswith("checkpoint-")), key=lambda p: int(p.name[11:]))
+        assert kept, "no checkpoint survived"
+        assert f"checkpoints/cpt/{kept[-1].name}, intact" in err["message"], err["message"]
+        assert all(checkpoint_problem(p) is None for p in kept)  # the half-written one was removed
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
