@@ -186,8 +186,7 @@ def decide(facts: Facts, cards: list[Card] | None = None) -> Decision:
     elif gap == "none":
         R("no gap: the base model already answers well -> no training; RAG for facts that change")
     elif not retrieval_measured(facts.probe):
-        W("gap unknown: no verdict and no usable measurement (run with --probe or give --gap); the data volume alone "
-          "decides")
+        W("gap unknown (no verdict, no usable probe: see --probe, --gap): data volume decides")
     if facts.gap is None and gap is not None:
         d.reasons[-1] += f" (suggested by the gap probe: {facts.probe.get('summary', '')}; give --gap to decide yourself)"
     retrievable, gap = _retrieval_rule(facts, gap, R)
