@@ -162,9 +162,12 @@ def _iter_text_units(path: Path, sep: re.Pattern | None, meter: Meter | None):
                 if m.end() == len(buf):  # a separator at the very end may go on in the next block
                     break
                 doc = buf[pos:m.start()]
-                if doc.strip() or started:
-                    for piece, first, last in _pieces(doc):
-                        yield carry_line, piece, first and not started, last
+                if started or (doc and not doc.isspace()):
+                    if len(doc) <= UNIT_CHARS:  # the common case, without the generator
+                        yield carry_line, doc, not started, True
+                    else:
+                        for piece, first, last in _pieces(doc):
+                            yield carry_line, piece, first and not started, last
                 line_end = carry_line + buf.count("\n", pos, m.end())
                 pos, carry_line, started = m.end(), line_end, False
         carry = buf[pos:]

@@ -3,10 +3,11 @@
 Exact: blake2b of the normalised text (lower case, whitespace collapsed), the same as data.doc_hash.
 
 Near: MinHash signatures with LSH banding, computed for a whole batch of documents in a few numpy passes
-(no Python work per shingle, which is what makes it fast enough to run on every document):
-  - shingles are 5 consecutive words of the normalised text (a document of fewer words is one shingle);
-  - a shingle's hash is a polynomial hash of its bytes (prefix sums mod 2^64, so every shingle of a batch
-    costs the same few vector operations), finished with murmur3's fmix64;
+(no Python work per word or shingle, which is what makes it fast enough to run on every document):
+  - a word's hash mixes its first 24 bytes (read as three little-endian 64-bit chunks straight from the
+    batch's bytes), its last 8 and its length, finished with murmur3's fmix64;
+  - shingles are 5 consecutive words of the normalised text (a document of fewer words is one shingle): a
+    polynomial of the 5 word hashes, finished with fmix64;
   - one-permutation hashing: the top 7 bits of a shingle's hash pick one of 128 bins, the low 32 bits
     compete for that bin's minimum; empty bins are filled from the next non-empty bin (rotation
     densification), so short documents still have comparable signatures;
@@ -20,6 +21,7 @@ bench/prepare_bench.py compares this with datasketch and rensa on the same docum
 from __future__ import annotations
 
 import hashlib
+import re
 
 import numpy as np
 
@@ -27,10 +29,13 @@ NUM_BINS = 128
 BANDS = 16
 ROWS = NUM_BINS // BANDS
 SHINGLE_WORDS = 5
-_P = np.uint64(0x100000001B3)                 # odd: invertible mod 2^64
-_P_INV = np.uint64(pow(0x100000001B3, -1, 1 << 64))
+_P = np.uint64(0x100000001B3)                 # shingle polynomial: odd
+_K0 = np.uint64(0x9E3779B97F4A7C15)           # word chunk multipliers: odd
+_K1 = np.uint64(0xC2B2AE3D27D4EB4F)
+_MASKS = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [(1 << 64) - 1], np.uint64)  # keep i low bytes
 _EMPTY = np.uint32(0xFFFFFFFF)
-_powers: dict[str, np.ndarray] = {}
+_S33 = np.uint64(33)
+_SPACES = re.compile(rb"  +")
 
 
 # ASCII fast path of data.normalize_text: every byte str.split() treats as whitespace -> space, A-Z -> a-z
@@ -45,7 +50,10 @@ _TABLE = bytes(_TABLE)
 def normalized_bytes(raw: bytes) -> bytes:
     """normalize_text(raw.decode()).encode() (lower case, whitespace runs -> one space), fast for ASCII."""
     if raw.isascii():
-        return b" ".join(raw.translate(_TABLE).split())
+        t = raw.translate(_TABLE)
+        if b"  " in t:
+            t = _SPACES.sub(b" ", t)
+        return t.strip(b" ")
     return " ".join(raw.decode("utf-8").split()).lower().encode("utf-8")
 
 
@@ -64,65 +72,77 @@ def exact_key(norm: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(norm, digest_size=16).digest()[:8], "big")
 
 
-def _pow_table(n: int) -> tuple[np.ndarray, np.ndarray]:
-    if len(_powers.get("p", ())) < n:
-        m = 1 << max(16, (n - 1).bit_length())  # powers of two: rebuilt a handful of times per process
-        with np.errstate(over="ignore"):
-            _powers["p"] = np.cumprod(np.concatenate([[np.uint64(1)], np.full(m - 1, _P, np.uint64)]))
-            _powers["i"] = np.cumprod(np.concatenate([[np.uint64(1)], np.full(m - 1, _P_INV, np.uint64)]))
-    return _powers["p"], _powers["i"]
-
-
 def _fmix(x: np.ndarray) -> np.ndarray:
-    x = x ^ (x >> np.uint64(33))
-    x = x * np.uint64(0xFF51AFD7ED558CCD)
-    x = x ^ (x >> np.uint64(33))
-    x = x * np.uint64(0xC4CEB9FE1A85EC53)
-    return x ^ (x >> np.uint64(33))
+    """murmur3's 64-bit finaliser, in place on x (callers pass arrays of their own): fewer fresh pages."""
+    t = x >> _S33
+    x ^= t
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    np.right_shift(x, _S33, out=t)
+    x ^= t
+    x *= np.uint64(0xC4CEB9FE1A85EC53)
+    np.right_shift(x, _S33, out=t)
+    x ^= t
+    return x
+
+
+def _chunk(v: np.ndarray, starts: np.ndarray, lens: np.ndarray, off: int) -> np.ndarray:
+    """Bytes off..off+7 of each word as a little-endian uint64, the bytes past the word's end zeroed."""
+    return v[starts + off] & _MASKS[np.clip(lens - off, 0, 8)]
+
+
+def word_hashes(joined: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """64-bit hash of each word joined[start:end]: its first 24 bytes, its last 8 and its length."""
+    n = len(joined)
+    v = np.ndarray((n + 16,), "<u8", buffer=joined + bytes(24), strides=(1,))  # 8 bytes from every offset
+    lens = ends - starts
+    with np.errstate(over="ignore"):
+        h = _chunk(v, starts, lens, 0)
+        h *= _K0
+        h ^= lens.astype(np.uint64)
+        long = np.flatnonzero(lens > 8)
+        if len(long):
+            s, ln = starts[long], lens[long]
+            g = h[long] * _K1 + _chunk(v, s, ln, 8)
+            g = g * _K1 + _chunk(v, s, ln, 16)
+            h[long] = g * _K1 + np.where(ln > 24, v[np.maximum(ends[long] - 8, 0)], np.uint64(0))
+    return _fmix(h)
 
 
 def signatures(norms: list[bytes]) -> np.ndarray:
     """(len(norms), 128) uint32 MinHash signatures of normalised texts (single spaces between words)."""
     n = len(norms)
     sig = np.full(n * NUM_BINS, _EMPTY, np.uint32)
-    if n == 0:
-        return sig.reshape(0, NUM_BINS)
-    joined = b" ".join(norms) + b" "
     lens = np.fromiter((len(x) for x in norms), np.int64, n)
-    doc_start = np.concatenate([[0], np.cumsum(lens + 1)[:-1]])
-    a = np.frombuffer(joined, np.uint8)
-    space = a == 32                                  # `joined` ends with a space, so every word has an end
-    starts = np.flatnonzero(space[:-1] & ~space[1:]) + 1
-    if not space[0]:
-        starts = np.concatenate([[0], starts])
-    ends = np.flatnonzero(~space[:-1] & space[1:]) + 1   # words: [start, end)
-    if len(starts) == 0:
+    if not lens.any():
         return sig.reshape(n, NUM_BINS)
-    doc_of = np.searchsorted(doc_start, starts, side="right") - 1
-    pw, ipw = _pow_table(len(a) + 1)
+    joined = b" ".join([x for x in norms if x]) + b" "
+    ends = np.flatnonzero(np.frombuffer(joined, np.uint8) == 32)  # one space after every word
+    doc_end = np.cumsum(np.where(lens > 0, lens + 1, 0)) - 1     # the space after each document's last word
+    words = np.diff(np.searchsorted(ends, doc_end, side="right"), prepend=0)
+    starts = np.empty_like(ends)
+    starts[0], starts[1:] = 0, ends[:-1] + 1
+    w = word_hashes(joined, starts, ends)
+    doc_of = np.repeat(np.arange(n), words)
+    k = SHINGLE_WORDS - 1
     with np.errstate(over="ignore"):
-        pref = np.concatenate([[np.uint64(0)], np.cumsum((a.astype(np.uint64) + np.uint64(1)) * pw[:len(a)])])
-        k = SHINGLE_WORDS - 1
-        s_first = np.arange(max(0, len(starts) - k))
-        ok = doc_of[s_first] == doc_of[s_first + k]
-        s_first = s_first[ok]
-        s_lo, s_hi, s_doc = starts[s_first], ends[s_first + k], doc_of[s_first]
-        # documents with fewer than 5 words: one shingle, the whole text
-        words_per_doc = np.bincount(doc_of, minlength=n)
-        short = np.flatnonzero((words_per_doc > 0) & (words_per_doc < SHINGLE_WORDS))
-        if len(short):
-            first_word = np.searchsorted(doc_of, short, side="left")
-            last_word = first_word + words_per_doc[short] - 1
-            s_lo = np.concatenate([s_lo, starts[first_word]])
-            s_hi = np.concatenate([s_hi, ends[last_word]])
-            s_doc = np.concatenate([s_doc, short])
-        h = _fmix((pref[s_hi] - pref[s_lo]) * ipw[s_lo])
-    # per (document, bin) the smallest value: sort (slot << 32 | value) and keep the first of each slot
-    key = np.sort((s_doc.astype(np.uint64) * np.uint64(NUM_BINS) + (h >> np.uint64(57))) << np.uint64(32)
-                  | (h & np.uint64(0xFFFFFFFF)))
-    slot = key >> np.uint64(32)
-    first = np.concatenate([[True], slot[1:] != slot[:-1]])
-    sig[slot[first].astype(np.int64)] = (key[first] & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        m = len(w) - k  # shingle i: words i..i+4, kept when they are all of one document
+        h = w[:m].copy() if m > 0 else np.zeros(0, np.uint64)
+        for j in range(1, k + 1):
+            h *= _P
+            h += w[j:j + m]
+        ok = doc_of[:m] == doc_of[k:k + m] if m > 0 else np.zeros(0, bool)
+        h, s_doc = h[ok], doc_of[:max(m, 0)][ok]
+        short = np.flatnonzero((words > 0) & (words < SHINGLE_WORDS))
+        if len(short):  # documents of fewer than 5 words: one shingle of all their words
+            first, cnt = (np.cumsum(words) - words)[short], words[short]
+            g = w[first]
+            for j in range(1, k):
+                g = np.where(j < cnt, g * _P + w[np.minimum(first + j, len(w) - 1)], g)
+            h, s_doc = np.concatenate([h, g]), np.concatenate([s_doc, short])
+        h = _fmix(h)
+    # per (document, bin) the smallest value (numpy's ufunc.at has a fast path: no sort needed)
+    slot = s_doc * NUM_BINS + (h >> np.uint64(57)).astype(np.int64)
+    np.minimum.at(sig, slot, (h & np.uint64(0xFFFFFFFF)).astype(np.uint32))
     return _densify(sig.reshape(n, NUM_BINS))
 
 
@@ -155,29 +175,42 @@ def band_keys(sig: np.ndarray) -> np.ndarray:
     return k
 
 
-def redundant(keys: np.ndarray) -> np.ndarray:
-    """bool per unit: True when an earlier unit is in its group (units joined by a shared band key)."""
-    n = keys.shape[0]
-    labels = np.arange(n)
+def redundant(keys) -> np.ndarray:
+    """bool per unit: True when an earlier unit is in its group (units joined by a shared band key).
+    keys: the (n, 16) band keys, or a list of such arrays (batches, in corpus order: never joined whole).
+    One band at a time: sort its column, link each unit to the next one with the same key, then find the
+    connected components of those links (union by smallest label with pointer jumping). Memory beyond the
+    keys: about 32 bytes per unit while a band is sorted, plus the links (as many as there are duplicates)."""
+    parts = [keys] if isinstance(keys, np.ndarray) else list(keys)
+    n = sum(len(p) for p in parts)
     if n < 2:
         return np.zeros(n, bool)
-    orders = [np.argsort(keys[:, b], kind="stable") for b in range(keys.shape[1])]
-    bounds = []
-    for b, order in enumerate(orders):
-        ks = keys[order, b]
-        new = np.concatenate([[True], ks[1:] != ks[:-1]])
-        bounds.append(np.flatnonzero(new))
-    changed = True
-    while changed:  # label propagation: every unit takes the smallest label of any group it is in
-        changed = False
-        for order, starts in zip(orders, bounds):
-            lab = labels[order]
-            gmin = np.minimum.reduceat(lab, starts)
-            counts = np.diff(np.concatenate([starts, [n]]))
-            new = np.repeat(gmin, counts)
-            if (new < lab).any():
-                labels[order] = np.minimum(lab, new)
-                changed = True
+    us, vs = [], []
+    for b in range(BANDS):
+        col = np.concatenate([p[:, b] for p in parts]) if len(parts) > 1 else parts[0][:, b]
+        order = np.argsort(col)
+        same = np.flatnonzero(col[order[1:]] == col[order[:-1]])
+        del col
+        if len(same):
+            us.append(order[same])
+            vs.append(order[same + 1])
+        del order
+    labels = np.arange(n)
+    if us:
+        u, v = np.concatenate(us), np.concatenate(vs)
+        while True:
+            lu, lv = labels[u], labels[v]
+            apart = np.flatnonzero(lu != lv)
+            if not len(apart):
+                break
+            m = np.minimum(lu[apart], lv[apart])
+            np.minimum.at(labels, u[apart], m)
+            np.minimum.at(labels, v[apart], m)
+            while True:  # pointer jumping: every unit takes its label's label
+                nxt = labels[labels]
+                if (nxt == labels).all():
+                    break
+                labels = nxt
     return labels != np.arange(n)
 
 

@@ -18,6 +18,23 @@ def test_fast_normalisation_equals_doc_hash_normalisation(text):
     assert normalized_bytes(text.encode()) == normalize_text(text).encode()
 
 
+def test_minhash_signature_of_a_document_does_not_depend_on_its_batch():
+    """A document's signature is a function of its own words: the same alone or among others, whatever
+    their lengths (empty documents, fewer than 5 words, words longer than the 24 bytes read whole)."""
+    import numpy as np
+    from training.dedup import jaccard_estimate, signatures
+    docs = [b"the cat sat on the mat today", b"", b"a b", b"x", b"one two three four five six seven eight",
+            b"supercalifragilisticexpialidocious and anotherverylongwordthatgoesonpast24bytes end",
+            b"supercalifragilisticexpialidocious and anotherverylongwordthatgoesonpastXXbytes end"]
+    together = signatures(docs)
+    for i, d in enumerate(docs):
+        assert (signatures([d])[0] == together[i]).all(), d
+    assert (together[1] == 0xFFFFFFFF).all() and (together[2] != 0xFFFFFFFF).all()
+    assert jaccard_estimate(together[5], together[6]) < 1.0  # a change in a long word's middle is seen
+    assert jaccard_estimate(together[0], signatures([docs[0]])[0]) == 1.0
+    assert not (together[2] == together[3]).all() and np.unique(together[:, 0]).size >= 5
+
+
 def test_exact_duplicates_counted_over_all_documents_and_formats(tmp_path):
     c = tmp_path / "c"
     c.mkdir()

@@ -177,11 +177,10 @@ def scan_corpus(paths: list[str], tokenizer_dir: str | None = None,
 
     hashes = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
     size = np.concatenate(sizes) if sizes else np.zeros(0, np.uint64)
-    band = np.concatenate(bands) if bands else np.zeros((0, 16), np.uint64)
     order = np.argsort(hashes, kind="stable")
     dup = np.zeros(len(hashes), bool)
     dup[order[1:]] = hashes[order[1:]] == hashes[order[:-1]]
-    red = redundant(band) | dup
+    red = redundant(bands) | dup
     texts = [t for _, t in sorted(sample, reverse=True)]
     facts.total_bytes = int(size.sum())
     facts.documents = int(len(hashes))

@@ -86,7 +86,9 @@ def _init_worker(tokenizer_json: str | None) -> None:
 
 
 def _encode(texts: list[str]) -> list[list[int]]:
-    return [e.ids for e in _TK.encode_batch(texts, add_special_tokens=False)]
+    # encode_batch_fast (tokenizers >= 0.21) skips the character offsets nobody here reads: ~15% faster
+    enc = getattr(_TK, "encode_batch_fast", None) or _TK.encode_batch
+    return [e.ids for e in enc(texts, add_special_tokens=False)]
 
 
 def _tokenize_batch(job):
@@ -254,7 +256,7 @@ def prepare(st: CptStage, tok, cache_root: Path, emit: Callable[..., None] | Non
                 pool.close()
                 pool.join()
         k = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
-        drop = redundant(np.concatenate(bands) if bands else np.zeros((0, 16), np.uint64))
+        drop = redundant(bands)
         order = np.argsort(k, kind="stable")  # exact copies too (a band collision catches them; be sure)
         drop[order[1:]] |= k[order[1:]] == k[order[:-1]]
 
