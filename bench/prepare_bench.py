@@ -11,7 +11,8 @@ Per size, in the same run:
   prepare   training.runtime.prepare.prepare: split, exact dedup, tokenize with the demo's fast tokenizer, pack
             into 1,024-token blocks in the Arrow cache
 Each step runs in its own Python process, which reports its wall time and its peak RSS (ru_maxrss of itself
-and, separately, of its largest worker). The corpus: documents of 150-600 words drawn (Zipf weights) from
+and, separately, of its largest worker), and, for scan and prepare, its RSS at 0/25/50/75/100% of the step's
+time (sampled every 0.5 s: growth, not only the peak). The corpus: documents of 150-600 words drawn (Zipf weights) from
 the words of the demo corpus, one paragraph each, separated by blank lines; generated, measured, then
 deleted unless --keep.
 --minhash-docs: MinHash speed on the same documents, one process: training/dedup.py (numpy, one
@@ -40,6 +41,13 @@ STEP = r"""
 import json, resource, sys, time
 sys.path[:0] = [{root!r}]
 what, path, procs, tokdir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+import threading, psutil
+_me, _curve = psutil.Process(), []
+def _sample():  # this process's RSS every 0.5 s: how it grows over the step, not only its peak
+    while True:
+        _curve.append(_me.memory_info().rss / 2**20)
+        time.sleep(0.5)
+threading.Thread(target=_sample, daemon=True).start()
 t = time.perf_counter()
 if what == "read":
     n = 0
@@ -80,6 +88,7 @@ else:
     out["rss_before_mb"] = rss_before
     import shutil; shutil.rmtree(cache)
 out["seconds"] = time.perf_counter() - t
+out["rss_curve"] = [round(_curve[min(len(_curve) - 1, len(_curve) * q // 4)]) for q in range(5)] if _curve else []
 out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 out["worker_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print(json.dumps(out))
@@ -262,6 +271,8 @@ def main() -> int:
                     "tokenize": f"{r.get('tokens', 0):,} tokens",
                     "prepare": f"{r.get('train_tokens', 0) + r.get('eval_tokens', 0):,} tokens in blocks; "
                                f"RSS {r.get('rss_before_mb', 0):,.0f} MB after imports"}[what]
+            if what in ("scan", "prepare"):
+                note += "; parent RSS at 0/25/50/75/100% of the step: " + "/".join(map(str, r["rss_curve"])) + " MB"
             print(f"{size:>7,.0f}M {what:<9} {r['seconds']:>8.1f} {size / r['seconds']:>7.1f} "
                   f"{base / r['seconds']:>8.3f} {r['rss_mb']:>12,.0f} {r['worker_rss_mb']:>14,.0f}  {note}", flush=True)
         if not a.keep:

@@ -12,7 +12,8 @@ from training.plan.estimate import StepConfig, card_mfu_scale, computed_flops_pe
 from training.plan.shapes import KNOWN
 from training.recipe import RecipeError, validate_data
 from training.runtime import diskcheck
-from training.runtime.preflight import SimulatedOOM, find_micro_batch, problems
+from training.runtime.preflight import problems
+from training.runtime.preflight_measure import SimulatedOOM, find_micro_batch
 
 SHAPE = KNOWN["llama-3.2-1b"]
 

@@ -35,6 +35,23 @@ def test_minhash_signature_of_a_document_does_not_depend_on_its_batch():
     assert not (together[2] == together[3]).all() and np.unique(together[:, 0]).size >= 5
 
 
+def test_rows_store_keeps_order_across_chunks():
+    import numpy as np
+    from training.dedup import Rows, redundant
+    rows, flat = Rows(np.uint64, 2, chunk_rows=5), Rows(np.uint64, chunk_rows=5)
+    assert rows.array().shape == (0, 2) and rows.parts() == [] and flat.array().shape == (0,)
+    data = np.arange(26, dtype=np.uint64).reshape(13, 2)
+    for a, b in ((0, 3), (3, 4), (4, 12), (12, 13)):  # batches that straddle chunk edges
+        rows.add(data[a:b])
+        flat.add(data[a:b, 0])
+    assert rows.n == 13 and [len(p) for p in rows.parts()] == [5, 5, 3]
+    assert (rows.array() == data).all() and (flat.array() == data[:, 0]).all()
+    keys = np.array([[1, 2], [3, 4], [1, 9], [7, 8], [5, 4], [6, 6]], np.uint64)  # 0~2 (band 0), 1~4 (band 1)
+    store = Rows(np.uint64, 2, chunk_rows=4)
+    store.add(keys)
+    assert redundant(store.parts()).tolist() == [False, False, True, False, True, False] == redundant(keys).tolist()
+
+
 def test_exact_duplicates_counted_over_all_documents_and_formats(tmp_path):
     c = tmp_path / "c"
     c.mkdir()

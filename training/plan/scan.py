@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from training.data import DataError, Meter, iter_units, sniff_text_file
-from training.dedup import normalized_bytes, scan_batch  # noqa: F401 (normalized_bytes: re-exported)
+from training.dedup import normalized_bytes, release_free_memory, scan_batch  # noqa: F401 (normalized_bytes: re-exported)
 from training.recipe import expand_data
 
 BATCH_CHARS = 2 << 20      # text per batch sent to a worker
@@ -121,7 +121,7 @@ def scan_corpus(paths: list[str], tokenizer_dir: str | None = None,
     processes: worker processes for the hashing (default: the CPU count, at most 8; 1 = in this process)."""
     import time
     import numpy as np
-    from training.dedup import redundant
+    from training.dedup import BANDS, Rows, redundant
     t0 = time.perf_counter()
     facts = CorpusFacts()
     files: list[Path] = []
@@ -136,15 +136,15 @@ def scan_corpus(paths: list[str], tokenizer_dir: str | None = None,
     total = sum(f.stat().st_size for f in files)
     n_proc = processes if processes is not None else min(8, os.cpu_count() or 1)
     meter = Meter()
-    keys, sizes, bands = [], [], []
+    keys, sizes, bands = Rows(np.uint64), Rows(np.uint64), Rows(np.uint64, BANDS)
     sample: list[tuple[int, str]] = []  # max-heap (negated key) of the sample_docs smallest exact keys
     in_sample: set[int] = set()
 
     def collect(texts: list[str], res) -> None:
         k, sz, b = res
-        keys.append(k)
-        sizes.append(sz)
-        bands.append(b)
+        keys.add(k)
+        sizes.add(sz)
+        bands.add(b)
         if sample_docs > 0:
             for h, t in zip(k.tolist(), texts):
                 if h in in_sample or (len(sample) >= sample_docs and -sample[0][0] <= h):
@@ -153,6 +153,8 @@ def scan_corpus(paths: list[str], tokenizer_dir: str | None = None,
                     in_sample.discard(-heapq.heappop(sample)[0])
                 heapq.heappush(sample, (-h, t[:SAMPLE_CHARS]))
                 in_sample.add(h)
+        if keys.n // 4000 != (keys.n - len(k)) // 4000:  # every ~4,000 documents (a few batches)
+            release_free_memory()
         if progress:
             progress(min(meter.done, total), total, "hashing")
 
@@ -175,12 +177,11 @@ def scan_corpus(paths: list[str], tokenizer_dir: str | None = None,
     if progress:
         progress(total, total, "grouping near duplicates")
 
-    hashes = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
-    size = np.concatenate(sizes) if sizes else np.zeros(0, np.uint64)
+    hashes, size = keys.array(), sizes.array()
     order = np.argsort(hashes, kind="stable")
     dup = np.zeros(len(hashes), bool)
     dup[order[1:]] = hashes[order[1:]] == hashes[order[:-1]]
-    red = redundant(bands) | dup
+    red = redundant(bands.parts()) | dup
     texts = [t for _, t in sorted(sample, reverse=True)]
     facts.total_bytes = int(size.sum())
     facts.documents = int(len(hashes))

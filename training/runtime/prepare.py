@@ -17,8 +17,9 @@ Reads straight through:
             suffix after its last); the parent appends them to its split's stream in corpus order and writes
             full seq_len blocks to an Arrow stream file. Only each split's final partial block is dropped.
   progress  `prepare` events (fraction of the whole data step, bytes read of bytes_total in this pass).
-Memory: a few batches in flight per worker, one block buffer per split, 128 bytes per unit for `near`,
-8 bytes per unit for `exact`.
+Memory: a few batches in flight per worker, one block buffer per split (each split copies its share of a
+batch's tokens, so no batch array outlives its turn), 128 bytes per unit for `near`, about 70 bytes per
+unit for `exact` (a Python set of 64-bit keys).
 """
 from __future__ import annotations
 
@@ -32,10 +33,12 @@ from pathlib import Path
 from typing import Callable
 
 from training.data import DataError, Meter, iter_units, sniff_text_file
+from training.dedup import release_free_memory
 from training.recipe import CptStage, expand_data
 
 BATCH_CHARS = 1 << 20
 WRITE_BLOCKS = 1024
+TRIM_EVERY = 8             # batches between two dedup.release_free_memory() calls (memory flat, see there)
 CACHE_VERSION = 1
 
 
@@ -121,39 +124,48 @@ def _near_batch(units):
 # ---------------------------------------------------------------- the parent
 
 class _Blocks:
-    """One split's token stream: full seq_len blocks go to an Arrow stream file as they fill."""
+    """One split's token stream: full seq_len blocks go to an Arrow stream file as they fill. Pending tokens
+    wait in one preallocated buffer of WRITE_BLOCKS blocks: a list of each batch's share, kept until the next
+    write, scattered small long-lived allocations between the batches' large short-lived ones (the eval
+    side's share of a batch is a few hundred tokens and it writes rarely), and the parent's RSS grew with
+    the corpus (+600 MB over 1 GB)."""
 
     def __init__(self, path: Path, seq: int):
+        import numpy as np
         import pyarrow as pa
         self.pa, self.seq, self.path = pa, seq, path
         self.schema = pa.schema([("input_ids", pa.list_(pa.int32()))])
         self.sink = pa.OSFile(str(path), "wb")
         self.writer = pa.ipc.new_stream(self.sink, self.schema)
-        self.buf: list = []
+        self.pending = np.empty(seq * WRITE_BLOCKS, np.int32)
         self.n_buf = 0
         self.blocks = 0
         self.tokens = 0
         self.documents = 0
 
     def add(self, ids) -> None:
-        self.buf.append(ids)
-        self.n_buf += len(ids)
         self.tokens += len(ids)
-        if self.n_buf >= self.seq * WRITE_BLOCKS:
-            self._flush()
+        i, cap = 0, len(self.pending)
+        while i < len(ids):
+            take = min(len(ids) - i, cap - self.n_buf)
+            self.pending[self.n_buf:self.n_buf + take] = ids[i:i + take]
+            self.n_buf += take
+            i += take
+            if self.n_buf == cap:
+                self._flush()
 
     def _flush(self) -> None:
         import numpy as np
         pa = self.pa
-        flat = np.concatenate(self.buf) if self.buf else np.zeros(0, np.int32)
-        n = len(flat) // self.seq
+        n = self.n_buf // self.seq
         if n:
             offsets = np.arange(0, (n + 1) * self.seq, self.seq, dtype=np.int32)
-            arr = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat[: n * self.seq]))
-            self.writer.write_batch(pa.record_batch([arr], schema=self.schema))
+            arr = pa.ListArray.from_arrays(pa.array(offsets), pa.array(self.pending[: n * self.seq]))
+            self.writer.write_batch(pa.record_batch([arr], schema=self.schema))  # written before the buffer is reused
             self.blocks += n
-        rest = flat[n * self.seq:]
-        self.buf, self.n_buf = ([rest] if len(rest) else []), len(rest)
+        rest = self.n_buf - n * self.seq
+        self.pending[:rest] = self.pending[n * self.seq:self.n_buf]
+        self.n_buf = rest
 
     def close(self) -> int:
         """Write the last full blocks; returns the tokens of the final partial block (dropped)."""
@@ -241,22 +253,24 @@ def prepare(st: CptStage, tok, cache_root: Path, emit: Callable[..., None] | Non
 
     drop = None
     if st.dedup == "near":  # pass 1: which units have a near twin earlier in the corpus
-        from training.dedup import redundant
+        from training.dedup import BANDS, Rows, redundant
         meter = Meter()
         progress(0, meter, "dedup", force=True)
         pool = _pool(n_proc, None) if n_proc > 1 else None
         try:
-            keys, bands = [], []
-            for _, (k, b) in _ordered(pool, _near_batch, _batches(files, st, meter), n_proc):
-                keys.append(k)
-                bands.append(b)
+            keys, bands = Rows(np.uint64), Rows(np.uint64, BANDS)
+            for j, (_, (k, b)) in enumerate(_ordered(pool, _near_batch, _batches(files, st, meter), n_proc)):
+                keys.add(k)
+                bands.add(b)
+                if j % TRIM_EVERY == TRIM_EVERY - 1:
+                    release_free_memory()
                 progress(0, meter, "dedup")
         finally:
             if pool is not None:
                 pool.close()
                 pool.join()
-        k = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
-        drop = redundant(bands)
+        k = keys.array()
+        drop = redundant(bands.parts())
         order = np.argsort(k, kind="stable")  # exact copies too (a band collision catches them; be sure)
         drop[order[1:]] |= k[order[1:]] == k[order[:-1]]
 
@@ -275,11 +289,11 @@ def prepare(st: CptStage, tok, cache_root: Path, emit: Callable[..., None] | Non
         _TK = backend if backend is not None else _SlowAdapter(tok)
     jobs = ((b, prefix, suffix) for b in _batches(files, st, meter))
     try:
-        for (units, _, _), (keys, lens, flat) in _ordered(pool, fn, jobs, n_proc):
-            off = 0
-            for (text, first, last), h, n in zip(units, keys.tolist(), lens.tolist()):
-                ids = flat[off:off + n]
-                off += n
+        for b, ((units, _, _), (keys, lens, flat)) in enumerate(_ordered(pool, fn, jobs, n_proc)):
+            if b % TRIM_EVERY == TRIM_EVERY - 1:
+                release_free_memory()
+            where = np.zeros(len(units), np.int8)  # per unit: 0 dropped, 1 train, 2 eval
+            for j, ((_, first, _), h) in enumerate(zip(units, keys.tolist())):
                 i, unit = unit, unit + 1
                 if drop is not None and drop[i]:
                     dropped["near"] += 1
@@ -289,9 +303,13 @@ def prepare(st: CptStage, tok, cache_root: Path, emit: Callable[..., None] | Non
                         dropped["exact"] += 1
                         continue
                     seen.add(h)
-                side = sides["eval" if held_out_key(h, st.eval_fraction) else "train"]
-                side.documents += 1 if first else 0
-                side.add(ids)
+                where[j] = 2 if held_out_key(h, st.eval_fraction) else 1
+                sides["eval" if where[j] == 2 else "train"].documents += 1 if first else 0
+            # each side takes a copy of its tokens (boolean indexing): a view would keep the whole batch's
+            # array alive until that side's next flush, which for the small eval side is the end of the data
+            per_token = np.repeat(where, lens)
+            sides["train"].add(flat[per_token == 1])
+            sides["eval"].add(flat[per_token == 2])
             progress(passes - 1, meter, "tokenize")
     finally:
         if pool is not None:
