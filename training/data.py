@@ -153,7 +153,7 @@ def _pieces(text: str) -> Iterator[tuple[str, bool, bool]]:
 
 def _iter_text_units(path: Path, sep: re.Pattern | None, meter: Meter | None):
     """(line, piece, first, last) of a .txt/.md file, streaming."""
-    carry, carry_line, line, started = "", 1, 1, False
+    carry, carry_line, started = "", 1, False
     for block in _decoded_blocks(path, meter):
         buf = carry + block
         pos = 0
