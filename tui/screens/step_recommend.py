@@ -76,7 +76,10 @@ class RecommendStep(WizardStep):
 
     def on_mount(self) -> None:
         self.refresh_table()
-        self.query_one(DataTable).focus()
+        # focus without scrolling to it: on a small terminal the body would scroll the recommendation itself,
+        # the step's first line, out of sight
+        self.query_one(DataTable).focus(scroll_visible=False)
+        self.call_after_refresh(lambda: self.query_one("#body").scroll_home(animate=False))
 
     def show_decision(self) -> None:
         r = self.rec
