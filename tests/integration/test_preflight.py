@@ -72,8 +72,8 @@ def test_second_plan_uses_the_measured_point(preflight, calib, tmp_path):
     measured = {s["method"]: s["tokens_per_s"] for s in preflight[0]["stages"]}
     # the plan asks for seq 256 (the demo's) and the preflight ran 64: carried over by FLOPs per token, so
     # slower per token than measured but of the same order
-    for s in plan1:
-        assert 0.5 * measured[s["method"]] < s["tokens_per_s"] <= measured[s["method"]]
+    for s in plan1:  # (equal where the stage ran at the plan's own length: allow the last bit of rounding)
+        assert 0.5 * measured[s["method"]] < s["tokens_per_s"] <= measured[s["method"]] * (1 + 1e-12)
     text = cli(*args[:-1], env={"TUNE_WIZARD_CALIBRATION": str(calib)}).stdout
     assert "time from: cpt: measured on this card" in text
 
