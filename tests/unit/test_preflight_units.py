@@ -13,7 +13,7 @@ from training.plan.shapes import KNOWN
 from training.recipe import RecipeError, validate_data
 from training.runtime import diskcheck
 from training.runtime.preflight import problems
-from training.runtime.preflight_measure import SimulatedOOM, find_micro_batch
+from training.runtime.preflight_memory import SimulatedOOM, find_micro_batch
 
 SHAPE = KNOWN["llama-3.2-1b"]
 
