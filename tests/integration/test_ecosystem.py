@@ -303,7 +303,9 @@ def test_the_printed_transformers_command_loads_the_export(run, tmp_path, merge)
            "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)}
     out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip()  # it generated an answer
+    # it loaded the export and printed the generation: a tiny random model may generate only whitespace (a CI
+    # run printed "\n"), so the print itself is what is checked, not its words
+    assert out.stdout.endswith("\n") and "Traceback" not in out.stderr
     if not merge:  # report.md prints the same forms for the run's own adapter
         report = (run / "report.md").read_text()
         assert "## Serve it" in report and "--enable-lora" in report and "pipeline(\"text-generation\"" in report
