@@ -123,7 +123,7 @@ def default_edits(answers: dict) -> dict:
 
 def recipe_data(answers: dict, facts: dict, pick: tuple, edits: dict | None = None, name: str = "wizard") -> dict:
     """recipe_from_decision(...) as plain data, then the user's edits applied (not validated yet)."""
-    from training.plan.decide import apply_edits, recipe_from_decision
+    from training.plan.to_recipe import apply_edits, recipe_from_decision
 
     f, d = decide_for(answers, facts, pick)
     corpus = [_spec_path(s) for s in answers.get("corpus") or []] or None

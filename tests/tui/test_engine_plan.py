@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from training.plan.decide import Facts, apply_edits, decide
+from training.plan.decide import Facts, decide
+from training.plan.to_recipe import apply_edits
 from training.plan.pairs_scan import PairsFacts
 from tui.engine_plan import facts_of, plan_label
 

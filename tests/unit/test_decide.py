@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from training.plan.decide import Facts, decide, recipe_from_decision
+from training.plan.decide import Facts, decide
+from training.plan.to_recipe import recipe_from_decision
 from training.plan.pairs_scan import PairsFacts
 from training.plan.scan import CorpusFacts
 from training.plan.shapes import resolve_shape

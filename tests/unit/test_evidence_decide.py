@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from training.plan.decide import (LONG_QLORA_EPOCHS, MIN_GAP_NATS, PAIRS_FULL, RETRIEVAL_CLOSES, SFT_EPOCHS, Facts,
-                                  decide, recipe_from_decision)
+                                  decide)
 from training.plan.pairs_scan import PairsFacts
 from training.plan.scan import CorpusFacts
 from training.plan.shapes import resolve_shape
+from training.plan.to_recipe import recipe_from_decision
 
 MB = 1e6
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from training.plan.decide import Facts, decide, recipe_from_decision
+from training.plan.decide import Facts, decide
+from training.plan.to_recipe import recipe_from_decision
 from training.plan.memory import step_bytes
 from training.plan.estimate import CONTEXT_GIB, GIB, SCALING_EFF, StepConfig, Workload, estimate_all, find_card, \
     peak_vram_gib

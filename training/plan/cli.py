@@ -88,7 +88,8 @@ def _progress(done: int, total: int, what: str) -> None:
 def main(argv: list[str]) -> int:
     a = parser().parse_args(argv)
     from training.data import DataError
-    from training.plan.decide import Facts, decide, recipe_from_decision
+    from training.plan.decide import Facts, decide
+    from training.plan.to_recipe import recipe_from_decision
     from training.plan.estimate import find_card, load_cards
     from training.plan.pairs_scan import PairsFacts, scan_pairs
     from training.recipe import RecipeError, dump_recipe
