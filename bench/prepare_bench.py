@@ -2,16 +2,19 @@
 plain read of the same bytes, on one generated .txt corpus per size (the guide's one-big-file shape).
 
     python bench/prepare_bench.py [--mb 100 1000] [--dir /tmp/tw-prep-bench] [--processes 2] [--keep]
-                                  [--minhash-docs 2000] [--cpt-mb 40] [--steps read scan tokenize prepare]
+                                  [--minhash-docs 2000] [--cpt-mb 40]
+                                  [--steps read scan tokenize wordcache prepare-hf prepare]
 
 Per size, in the same run:
   read      plain read of the file in 16 MiB blocks (the I/O floor)
   scan      training.plan.scan.scan_corpus: documents, exact keys and MinHash/LSH on every document
   tokenize  the demo's fast tokenizer alone (encode_batch), one process, TOKENIZERS_PARALLELISM=false
-  prepare   training.runtime.prepare.prepare: split, exact dedup, tokenize with the demo's fast tokenizer, pack
-            into 1,024-token blocks in the Arrow cache
+  wordcache training/runtime/word_cache.py alone over the same tokenizer, one process (the same ids)
+  prepare-hf training.runtime.prepare.prepare with TUNE_WIZARD_WORD_CACHE=off: split, exact dedup, tokenize
+            with the demo's fast tokenizer, pack into 1,024-token blocks in the Arrow cache (the baseline)
+  prepare   the same with the word cache on (the default)
 Each step runs in its own Python process, which reports its wall time and its peak RSS (ru_maxrss of itself
-and, separately, of its largest worker), and, for scan and prepare, its RSS at 0/25/50/75/100% of the step's
+and, separately, of its largest worker), and, for scan and the prepares, its RSS at 0/25/50/75/100% of the step's
 time (sampled every 0.5 s: growth, not only the peak). The corpus: documents of 150-600 words drawn (Zipf weights) from
 the words of the demo corpus, one paragraph each, separated by blank lines; generated, measured, then
 deleted unless --keep.
@@ -72,7 +75,24 @@ elif what == "tokenize":  # the tokenizer alone, one process: what tokenize+pack
             batch = []
     n += sum(len(e.ids) for e in tk.encode_batch(batch, add_special_tokens=False))
     out = {{"tokens": n}}
-else:
+elif what == "wordcache":  # runtime/word_cache.py alone, one process, over the same tokenizer
+    from pathlib import Path
+    from tokenizers import Tokenizer
+    from training.data import iter_units
+    from training.runtime.word_cache import WordCache
+    wc = WordCache.build(Tokenizer.from_file(tokdir + "/tokenizer.json"))
+    n, batch = 0, []
+    for _, _, text, _, _ in iter_units([Path(path)]):
+        batch.append(text)
+        if len(batch) == 512:
+            n += len(wc.encode_flat(batch, firsts=[False] * len(batch), lasts=[False] * len(batch))[1])
+            batch = []
+    n += len(wc.encode_flat(batch, firsts=[False] * len(batch), lasts=[False] * len(batch))[1])
+    out = {{"tokens": n, "status": wc.status}}
+else:  # prepare (the word cache where the tokenizer allows it) or prepare-hf (the tokenizer alone)
+    import os
+    if what == "prepare-hf":
+        os.environ["TUNE_WIZARD_WORD_CACHE"] = "off"
     from pathlib import Path
     from transformers import AutoTokenizer
     from training.recipe import CptStage
@@ -84,7 +104,7 @@ else:
     rss_before = psutil.Process().memory_info().rss / 2**20  # after the imports: what the data step adds to it
     t = time.perf_counter()
     m = prepare(st, tok, cache, None, processes=procs)
-    out = {{k: m[k] for k in ("train_documents", "eval_documents", "train_tokens", "eval_tokens")}}
+    out = {{k: m[k] for k in ("train_documents", "eval_documents", "train_tokens", "eval_tokens", "encoder")}}
     out["rss_before_mb"] = rss_before
     import shutil; shutil.rmtree(cache)
 out["seconds"] = time.perf_counter() - t
@@ -239,7 +259,7 @@ def main() -> int:
     ap.add_argument("--minhash-docs", type=int, default=2000)
     ap.add_argument("--cpt-mb", type=float, default=0)
     ap.add_argument("--skip-prepare-above", type=float, default=1e9, help="MB: larger sizes run read + scan only")
-    ap.add_argument("--steps", nargs="*", default=["read", "scan", "tokenize", "prepare"])
+    ap.add_argument("--steps", nargs="*", default=["read", "scan", "tokenize", "wordcache", "prepare-hf", "prepare"])
     a = ap.parse_args()
     from training.demo import ensure_assets
     tokdir = str(ensure_assets() / "tiny-llama")
@@ -254,7 +274,7 @@ def main() -> int:
         minhash_compare(a.minhash_docs)
     if a.cpt_mb:
         cpt_run(folder, a.cpt_mb)
-    print(f"\n{'size':>8} {'step':<9} {'s':>8} {'MB/s':>7} {'vs read':>8} {'peak RSS MB':>12} {'worker RSS MB':>14}  notes")
+    print(f"\n{'size':>8} {'step':<10} {'s':>8} {'MB/s':>7} {'vs read':>8} {'peak RSS MB':>12} {'worker RSS MB':>14}  notes")
     for mb in a.mb:
         path = folder / f"corpus-{mb:g}MB.txt"
         t = time.perf_counter()
@@ -267,13 +287,14 @@ def main() -> int:
         for what in steps:
             r = step(what, path, a.processes, tokdir)
             base = base or r["seconds"]
-            note = {"read": "", "scan": f"{r.get('documents', 0):,} docs, near dup {r.get('near_dup_rate', 0):.2%}",
-                    "tokenize": f"{r.get('tokens', 0):,} tokens",
-                    "prepare": f"{r.get('train_tokens', 0) + r.get('eval_tokens', 0):,} tokens in blocks; "
-                               f"RSS {r.get('rss_before_mb', 0):,.0f} MB after imports"}[what]
-            if what in ("scan", "prepare"):
+            notes = {"read": "", "scan": f"{r.get('documents', 0):,} docs, near dup {r.get('near_dup_rate', 0):.2%}",
+                     "tokenize": f"{r.get('tokens', 0):,} tokens",
+                     "wordcache": f"{r.get('tokens', 0):,} tokens; {r.get('status')}"}
+            note = notes.get(what, f"{r.get('train_tokens', 0) + r.get('eval_tokens', 0):,} tokens in blocks, "
+                                   f"{r.get('encoder')}; RSS {r.get('rss_before_mb', 0):,.0f} MB after imports")
+            if what in ("scan", "prepare", "prepare-hf"):
                 note += "; parent RSS at 0/25/50/75/100% of the step: " + "/".join(map(str, r["rss_curve"])) + " MB"
-            print(f"{size:>7,.0f}M {what:<9} {r['seconds']:>8.1f} {size / r['seconds']:>7.1f} "
+            print(f"{size:>7,.0f}M {what:<10} {r['seconds']:>8.1f} {size / r['seconds']:>7.1f} "
                   f"{base / r['seconds']:>8.3f} {r['rss_mb']:>12,.0f} {r['worker_rss_mb']:>14,.0f}  {note}", flush=True)
         if not a.keep:
             path.unlink()

@@ -58,6 +58,7 @@ def test_cpt_on_one_big_txt_file_trains_and_evaluates(tmp_path, demo_home):
     assert [e for e in ev if e["event"] == "eval"] and ev[-1]["status"] == "ok"
     log = (run / "train.log").read_text()
     assert f"[cpt] data: train {d['train_documents']:,} documents, {d['train_tokens']:,} tokens" in log
+    assert "encoded by the word cache" in log  # the demo's byte-level BPE is a layout word_cache.py reproduces
     assert not (run / "cache").exists()  # removed once the stage's model is saved
 
 
@@ -95,6 +96,25 @@ def test_split_dedup_modes_and_cache_reuse(tmp_path, tok):
     again = prepare(stage([tmp_path / "c"], dedup="near"), tok, tmp_path / "near", processes=2)
     assert again["cached"] and again["train_blocks"] == got["near"]["train_blocks"]
     assert load_splits(again)[0][0] == load_splits(got["near"])[0][0]
+
+
+def test_word_cache_writes_the_same_blocks_as_the_tokenizer(tmp_path, tok, monkeypatch):
+    """The word cache (runtime/word_cache.py) in two worker processes: byte-for-byte the blocks the tokenizer
+    alone writes, on documents in several scripts, some holding the tokenizer's own special-token text."""
+    from training.runtime.prepare import load_splits, prepare
+    write_corpus(tmp_path / "c", 0.3, seed=11)
+    odd = ["naïve café — Ölçü 東京都 привет 😀 it's 1,234.56", "a doc <|end|> with a special token's text",
+           "tabs\tand\r\nCRLF  lines\u00a0nbsp"]
+    (tmp_path / "c" / "odd.txt").write_text("\n\n".join(f"{odd[i % 3]} number {i}" for i in range(300)))
+    got = {}
+    for mode in ("on", "off"):
+        monkeypatch.setenv("TUNE_WIZARD_WORD_CACHE", mode)
+        got[mode] = prepare(stage([tmp_path / "c"], dedup="none"), tok, tmp_path / mode, processes=2)
+    assert got["on"]["encoder"] == "word cache" and got["off"]["encoder"] == "tokenizer"
+    assert got["on"]["units_via_tokenizer"] == 100  # the documents holding "<|end|>"
+    for a, b in zip(load_splits(got["on"]), load_splits(got["off"])):
+        assert a["input_ids"] == b["input_ids"]
+    assert got["on"]["train_tokens"] == got["off"]["train_tokens"] > 10_000
 
 
 def test_documents_joined_with_the_tokenizer_affixes(tmp_path, tok, monkeypatch):

@@ -50,6 +50,11 @@ def run(st: CptStage, ctx: Ctx) -> dict:
           f"{' (cache reused)' if data['cached'] else ''}"
           + (f"; no held-out document gave a full block, so the last {data['move_to_eval']} train blocks are the "
              f"eval split" if data["move_to_eval"] else ""), flush=True)
+    if not data["cached"]:
+        via = data.get("units_via_tokenizer", 0) if data.get("encoder") == "word cache" else 0
+        print(f"[{st.name}] data step: {data['bytes_total'] / 1e6:,.1f} MB in {data['seconds']:.1f} s on "
+              f"{data['processes']} processes, encoded by the {data.get('encoder', 'tokenizer')}"
+              + (f" ({via:,} units through the tokenizer)" if via else ""), flush=True)
     for why in data["skipped_files"][:5]:
         print(f"[{st.name}] skipped {why}", flush=True)
     rstats: dict = {}
