@@ -31,6 +31,11 @@ def make(kind: str, added=("<|endoftext|>", "<|im_start|>")):
     trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=list(added), show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tk.train_from_iterator([MIXED] * 40, trainer)
+    if kind == "llama3":  # as Llama-3's tokenizer.json: a word in the vocabulary is one token, merges or not
+        import json
+        spec = json.loads(tk.to_str())
+        spec["model"]["ignore_merges"] = True
+        tk = Tokenizer.from_str(json.dumps(spec))
     return tk
 
 
