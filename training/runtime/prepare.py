@@ -13,8 +13,9 @@ Reads straight through:
             while train keeps one): a corpus of one long document still gets an eval split. Symmetrically,
             a train side left empty takes blocks from the eval side.
   tokens    worker processes tokenize batches with the fast tokenizer (the Rust backend, loaded from its
-            JSON), through runtime/word_cache.py where the tokenizer is a byte-level BPE it reproduces exactly
-            (the same ids, 2-4x faster; meta "encoder" says which ran); each document gets
+            JSON; runtime/prepare_workers.py), through runtime/word_cache.py where the tokenizer is a
+            byte-level BPE it reproduces exactly (the same ids, 4-5x faster; meta "encoder" says which ran);
+            each document gets
             tokens.doc_affixes(tok) around it (prefix before its first piece,
             suffix after its last); the parent appends them to its split's stream in corpus order and writes
             full seq_len blocks to an Arrow stream file. Only each split's final partial block is dropped.
@@ -30,13 +31,13 @@ import json
 import os
 import shutil
 import time
-from collections import deque
 from pathlib import Path
 from typing import Callable
 
 from training.data import DataError, Meter, iter_units, sniff_text_file
 from training.dedup import release_free_memory
 from training.recipe import CptStage, expand_data
+from training.runtime.prepare_workers import SlowAdapter, near_batch, ordered, pool_of, tokenize_batch, use
 
 BATCH_CHARS = 1 << 20
 WRITE_BLOCKS = 1024
@@ -75,63 +76,6 @@ def cache_key(files: list[Path], st: CptStage, tok) -> str:
     h.update(json.dumps([CACHE_VERSION, st.text_field, st.doc_separator, st.dedup, st.eval_fraction, st.seq_len,
                          getattr(tok, "name_or_path", ""), len(tok), doc_affixes(tok)]).encode())
     return h.hexdigest()[:16]
-
-
-# ---------------------------------------------------------------- worker processes
-
-_TK = None
-_WC = None  # word_cache.WordCache of _TK where its layout allows (byte-level BPE), else None
-
-
-def _use(tk) -> None:
-    global _TK, _WC
-    from training.runtime.word_cache import WordCache
-    _TK, _WC = tk, (WordCache.build(tk) if hasattr(tk, "to_str") else None)
-
-
-def _init_worker(tokenizer_json: str | None) -> None:
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    if tokenizer_json is not None:
-        from tokenizers import Tokenizer
-        _use(Tokenizer.from_str(tokenizer_json))
-
-
-def _encode(texts: list[str]) -> list[list[int]]:
-    # encode_batch_fast (tokenizers >= 0.21) skips the character offsets nobody here reads: ~15% faster
-    enc = getattr(_TK, "encode_batch_fast", None) or _TK.encode_batch
-    return [e.ids for e in enc(texts, add_special_tokens=False)]
-
-
-def _tokenize_batch(job):
-    """(exact keys, token counts, flat int32 tokens, (encoder, documents it sent to the tokenizer)) of a batch
-    of (text, first, last), affixes included."""
-    import numpy as np
-    from training.dedup import exact_key, normalized_bytes
-    units, prefix, suffix = job
-    texts = [u[0] for u in units]
-    keys = np.fromiter((exact_key(normalized_bytes(t.encode("utf-8"))) for t in texts), np.uint64, len(texts))
-    if _WC is not None:
-        slow_before = _WC.slow_docs
-        lens, flat = _WC.encode_flat(texts, prefix, suffix, [u[1] for u in units], [u[2] for u in units])
-        return keys, lens, flat, (_WC.status, _WC.slow_docs - slow_before)
-    ids = _encode(texts)
-    flat: list[int] = []
-    lens = np.zeros(len(units), np.int64)
-    for i, (e, (_, first, last)) in enumerate(zip(ids, units)):
-        n = len(flat)
-        if first:
-            flat.extend(prefix)
-        flat.extend(e)
-        if last:
-            flat.extend(suffix)
-        lens[i] = len(flat) - n
-    return keys, lens, np.array(flat, np.int32), ("tokenizer", len(texts))
-
-
-def _near_batch(units):
-    from training.dedup import scan_batch
-    keys, _, bands = scan_batch([u[0] for u in units])
-    return keys, bands
 
 
 # ---------------------------------------------------------------- the parent
@@ -186,31 +130,6 @@ class _Blocks:
         self.writer.close()
         self.sink.close()
         return self.n_buf
-
-
-def _pool(n_proc: int, init_arg):
-    import multiprocessing as mp
-    # fork: the workers inherit the imported modules (spawn would re-import torch in each one, seconds on a
-    # busy machine); they only run numpy, hashlib and the tokenizers library, never torch
-    ctx = mp.get_context("fork" if os.name == "posix" else "spawn")
-    return ctx.Pool(n_proc, initializer=_init_worker, initargs=(init_arg,))
-
-
-def _ordered(pool, fn, jobs, n_proc: int):
-    """(job, result) in submission order with at most 2 jobs per worker in flight (memory stays flat)."""
-    if pool is None:
-        for job in jobs:
-            yield job, fn(job)
-        return
-    pending: deque = deque()
-    for job in jobs:
-        pending.append((job, pool.apply_async(fn, (job,))))
-        while len(pending) >= 2 * n_proc:
-            j, r = pending.popleft()
-            yield j, r.get()
-    while pending:
-        j, r = pending.popleft()
-        yield j, r.get()
 
 
 def _batches(files, st: CptStage, meter: Meter):
@@ -268,10 +187,10 @@ def prepare(st: CptStage, tok, cache_root: Path, emit: Callable[..., None] | Non
         from training.dedup import BANDS, Rows, redundant
         meter = Meter()
         progress(0, meter, "dedup", force=True)
-        pool = _pool(n_proc, None) if n_proc > 1 else None
+        pool = pool_of(n_proc, None) if n_proc > 1 else None
         try:
             keys, bands = Rows(np.uint64), Rows(np.uint64, BANDS)
-            for j, (_, (k, b)) in enumerate(_ordered(pool, _near_batch, _batches(files, st, meter), n_proc)):
+            for j, (_, (k, b)) in enumerate(ordered(pool, near_batch, _batches(files, st, meter), n_proc)):
                 keys.add(k)
                 bands.add(b)
                 if j % TRIM_EVERY == TRIM_EVERY - 1:
@@ -295,14 +214,14 @@ def prepare(st: CptStage, tok, cache_root: Path, emit: Callable[..., None] | Non
     unit = via_tokenizer = 0
     encoders: dict[str, int] = {}  # how batches were encoded -> how many
     if backend is not None and n_proc > 1:
-        pool = _pool(n_proc, backend.to_str())
-        fn = _tokenize_batch
+        pool = pool_of(n_proc, backend.to_str())
+        fn = tokenize_batch
     else:  # a slow (Python) tokenizer, or one process: tokenize here
-        pool, fn = None, _tokenize_batch
-        _use(backend if backend is not None else _SlowAdapter(tok))
+        pool, fn = None, tokenize_batch
+        use(backend if backend is not None else SlowAdapter(tok))
     jobs = ((b, prefix, suffix) for b in _batches(files, st, meter))
     try:
-        for b, ((units, _, _), (keys, lens, flat, (how, slow))) in enumerate(_ordered(pool, fn, jobs, n_proc)):
+        for b, ((units, _, _), (keys, lens, flat, (how, slow))) in enumerate(ordered(pool, fn, jobs, n_proc)):
             encoders[how] = encoders.get(how, 0) + 1
             via_tokenizer += slow
             if b % TRIM_EVERY == TRIM_EVERY - 1:
@@ -360,19 +279,6 @@ def prepare(st: CptStage, tok, cache_root: Path, emit: Callable[..., None] | Non
     done.done = total
     progress(passes - 1, done, "done", force=True)
     return meta
-
-
-class _SlowAdapter:
-    """encode_batch for a tokenizer without a Rust backend."""
-
-    def __init__(self, tok):
-        self.tok = tok
-
-    def encode_batch(self, texts, add_special_tokens=False):
-        class E:
-            def __init__(self, ids):
-                self.ids = ids
-        return [E(x) for x in self.tok(texts, add_special_tokens=add_special_tokens)["input_ids"]]
 
 
 def load_splits(meta: dict):

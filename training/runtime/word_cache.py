@@ -231,15 +231,18 @@ class WordCache:
 
     def _keys(self, text: str, keys: list) -> None:
         """Append the keys whose ids, one after the other, are text's ids."""
-        if text.isascii():
+        ascii_ = text.isascii()
+        if not ascii_ and self.normalizer is not None:
+            text = self.normalizer.normalize_str(text)
+        if not self.chunks:
+            glued = True
+        elif ascii_:
             glued = (text.startswith(" ") or text.endswith(" ") or "  " in text or " \n" in text or "\n " in text
                      or (("\t" in text or "\r" in text or "\x0b" in text or "\x0c" in text)
                          and any(pair in text for pair in _NEAR_SPACE)))
         else:
-            if self.normalizer is not None:
-                text = self.normalizer.normalize_str(text)
-            glued = self.chunks and self.glued.search(text) is not None
-        if not self.chunks or glued:
+            glued = self.glued.search(text) is not None
+        if glued:
             keys.extend(zip(repeat("p"), self._pieces(text)))
         else:  # chunks: the first part, then " " + each later part (SPACE_STARTS_A_PIECE)
             self.chunked_docs += 1
@@ -255,8 +258,10 @@ class WordCache:
                     firsts=None, lasts=None):
         """(token count per text, all ids as one int32 array): each text's ids, the same as the tokenizer's
         (no special tokens added), with `prefix` before the texts whose firsts[i] is true and `suffix` after
-        those whose lasts[i] is (default: all)."""
+        those whose lasts[i] is (default: all). None once the cache is off: the caller uses the tokenizer."""
         import numpy as np
+        if self.status != "word cache":
+            return None
         store = self.store
         if len(store.index) > CAPACITY or store.used > 16 * CAPACITY:  # between batches only: rows stay valid
             self.store = store = _Store()
@@ -264,11 +269,8 @@ class WordCache:
         firsts = firsts if firsts is not None else [True] * n
         lasts = lasts if lasts is not None else [True] * n
         pre, suf = ("a", tuple(prefix or ())), ("a", tuple(suffix or ()))
-        slow = ([i for i, t in enumerate(texts) if self.fallback.search(t)] if self.fallback is not None
-                and self.status == "word cache" else [])
-        literal = dict(zip(slow, self._reference([texts[i] for i in slow])))
-        if self.status != "word cache":
-            literal = dict(enumerate(self._reference(texts)))
+        slow = [i for i, t in enumerate(texts) if self.fallback.search(t)] if self.fallback is not None else []
+        literal = dict(zip(slow, self._reference([texts[i] for i in slow])))  # added-token text: the tokenizer's
         keys: list = []
         bounds = np.zeros(n + 1, np.int64)
         for i, t in enumerate(texts):
@@ -287,33 +289,29 @@ class WordCache:
             r = index.get(keys[k])
             rows[k] = r if r is not None else store.add(keys[k], self._fill(keys[k]))
         for i in literal:
-            for k in range(bounds[i], bounds[i + 1]):
-                if keys[k][0] == "a" and keys[k] not in (pre, suf):
-                    index.pop(keys[k], None)
+            key = ("a", tuple(literal[i]))
+            if key not in (pre, suf):
+                index.pop(key, None)
         flat, lengths = store.gather(rows)
         ends = np.concatenate([[0], np.cumsum(lengths)])
         counts = ends[bounds[1:]] - ends[bounds[:-1]]
-        if self.status == "word cache":
-            self.fast_docs += n - len(slow)
-            self.slow_docs += len(slow)
-        if not self.checked and self.status == "word cache":  # the first batch both ways, once
+        self.fast_docs += n - len(slow)
+        self.slow_docs += len(slow)
+        if not self.checked:  # the first batch both ways, once
             self.checked = True
-            want = self._reference(texts)
             got = np.split(flat, np.cumsum(counts)[:-1]) if n else []
-            for i, (g, w) in enumerate(zip(got, want)):
+            for i, (g, w) in enumerate(zip(got, self._reference(texts))):
                 w = (list(prefix or ()) if firsts[i] else []) + w + (list(suffix or ()) if lasts[i] else [])
-                if g.tolist() != w:
-                    g = g.tolist()
+                if (g := g.tolist()) != w:
                     at = next((k for k, (x, y) in enumerate(zip(g, w)) if x != y), min(len(g), len(w)))
                     self.status = f"tokenizer (word cache off: document {i} of the first batch differs at token {at})"
-                    return self.encode_flat(texts, prefix, suffix, firsts, lasts)
+                    return None
         return counts, flat
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text (no special tokens added), the same as the tokenizer's."""
         import numpy as np
-        counts, flat = self.encode_flat(texts, firsts=[False] * len(texts), lasts=[False] * len(texts))
-        return [a.tolist() for a in np.split(flat, np.cumsum(counts)[:-1])] if texts else []
-
-    def _ids(self, text: str) -> list[int]:
-        return self.encode([text])[0]
+        got = self.encode_flat(texts, firsts=[False] * len(texts), lasts=[False] * len(texts))
+        if got is None:
+            return self._reference(texts)
+        return [a.tolist() for a in np.split(got[1], np.cumsum(got[0])[:-1])] if texts else []
