@@ -11,9 +11,12 @@ documents):
   .parquet  one document per row: its `text_field` column, read batch by batch.
 Documents that hold only whitespace are skipped. Files are read in blocks of BLOCK_BYTES: no file, however
 large, is ever held whole. A document longer than UNIT_CHARS characters is handed out in pieces of at most
-UNIT_CHARS, cut at whitespace; each piece is then its own unit for deduplication and the held-out split (so a
-single 40 MB document still has something to hold out), and `first`/`last` say where the document's own
-start and end are (where the tokenizer's document affixes go).
+UNIT_CHARS, cut at the piece's last whitespace (past its middle; else at UNIT_CHARS); each piece is then its
+own unit for deduplication and the held-out split (so a single 40 MB document still has something to hold
+out), and `first`/`last` say where the document's own start and end are (where the tokenizer's document
+affixes go). Blank pieces before a document's first non-blank one are dropped; each unit's line is the line
+where it starts. These units do not depend on where the read blocks fall (tests/unit/test_data.py checks
+the streaming reader against a reading of the whole text).
 
 Pairs: one JSON object per line in one of three formats, detected per row:
   messages            {"messages": [{"role": "system|user|assistant", "content": "..."}, ...]}
@@ -106,40 +109,24 @@ def _not_utf8(path: Path, data: bytes, e: UnicodeDecodeError, offset: int, line:
                      f"(e.g. iconv -f latin1 -t utf-8) or remove it from the corpus")
 
 
-def _decoded_blocks(path: Path, meter: Meter | None) -> Iterator[str]:
-    """The file as text, block by block; a multi-byte character cut at a block edge is carried over."""
-    offset, line, pending = 0, 1, b""
-    with open(path, "rb") as f:
-        while True:
-            raw = f.read(BLOCK_BYTES)
-            if meter is not None:
-                meter.done += len(raw)
-            data = pending + raw
-            if not data:
-                return
-            try:
-                text = data.decode("utf-8")
-                pending = b""
-            except UnicodeDecodeError as e:
-                if raw and e.start >= len(data) - 3 and e.reason == "unexpected end of data":
-                    text, pending = data[:e.start].decode("utf-8"), data[e.start:]
-                else:
-                    raise _not_utf8(path, data, e, offset - len(pending), line) from None
-            offset += len(raw)
-            line += text.count("\n")
-            yield text
-            if not raw:
-                return
+def _decoded(data: bytes, path: Path, offset: int, line: int, partial: bool) -> tuple[str, bytes]:
+    """(text, rest): data as text; with partial=True a multi-byte character cut at the end is left in `rest`."""
+    try:
+        return data.decode("utf-8"), b""
+    except UnicodeDecodeError as e:
+        if partial and e.start >= len(data) - 3 and e.reason == "unexpected end of data":
+            return data[:e.start].decode("utf-8"), data[e.start:]
+        raise _not_utf8(path, data, e, offset, line) from None
 
 
-def _cut(text: str, limit: int) -> int:
-    """Where to cut a too-long document: the last whitespace before `limit` (else `limit` itself)."""
-    cut = max(text.rfind(" ", 0, limit), text.rfind("\n", 0, limit))
+def _cut(text: str, limit: int, start: int = 0) -> int:
+    """Where to cut a too-long document text[start:]: the last whitespace before `limit` chars (else `limit`)."""
+    cut = max(text.rfind(" ", start, start + limit), text.rfind("\n", start, start + limit)) - start
     return cut if cut > limit // 2 else limit
 
 
 def _pieces(text: str) -> Iterator[tuple[str, bool, bool]]:
-    """(piece, first, last) of one document held in memory."""
+    """(piece, first, last) of one document held in memory (a .jsonl/.parquet row)."""
     if len(text) <= UNIT_CHARS:
         yield text, True, True
         return
@@ -151,39 +138,128 @@ def _pieces(text: str) -> Iterator[tuple[str, bool, bool]]:
     yield text, first, True
 
 
-def _iter_text_units(path: Path, sep: re.Pattern | None, meter: Meter | None):
-    """(line, piece, first, last) of a .txt/.md file, streaming."""
-    carry, carry_line, started = "", 1, False
-    for block in _decoded_blocks(path, meter):
-        buf = carry + block
+def _window_ok(doc_separator: str) -> bool:
+    """Whether a separator match found in the tail of a text is one that a scan from the start finds too: true
+    for blank lines (a match ends where its run of whitespace ends), single newlines, and literals that
+    cannot overlap themselves ("<|endoftext|>"; not "---", whose matches depend on where the scan began)."""
+    if doc_separator in DOC_SEPARATORS:
+        return True
+    return not any(doc_separator[:k] == doc_separator[-k:] for k in range(1, len(doc_separator)))
+
+
+def _last_boundary(buf: bytes, sep: re.Pattern, window_ok: bool, where: tuple) -> int:
+    """The byte where the next document starts after the last separator match that ends before the end of
+    buf (a match at the very end may go on in the next block); 0 when there is none. Decodes only the tail
+    (64 KiB, more when it holds no separator) unless the separator needs the whole buffer."""
+    w = 1 << 16 if window_ok else len(buf)
+    while True:
+        lo = max(0, len(buf) - w)
+        while lo < len(buf) and 0x80 <= buf[lo] < 0xC0:  # start on a character
+            lo += 1
+        try:
+            text, _ = _decoded(buf[lo:], *where, partial=True)
+        except DataError:
+            _decoded(buf, *where, partial=True)  # the same error, named from the start of the buffer
+            raise
+        last = 0
+        for m in sep.finditer(text):
+            if m.end() < len(text):
+                last = m.end()
+        if last:
+            return lo + len(text[:last].encode("utf-8"))
+        if lo == 0:
+            return 0
+        w *= 8
+
+
+def text_segments(path: Path, doc_separator: str | None, meter: Meter | None = None):
+    """A .txt/.md file as consecutive segments (line, offset, data, started, end) that the document rule can
+    split on their own (segment_units, after segment_text): each ends after a separator (end "sep": whole
+    documents, the first perhaps the rest of one begun earlier, `started`), or inside a document longer
+    than UNIT_CHARS ("piece"), or at the end of the file ("file"). data is the bytes as read (str for a
+    piece); about one read block each; streaming. Only the tail of each block is decoded here: the corpus
+    scan decodes and splits segments in its worker processes (the parent was its bottleneck), iter_units
+    does it in this process. line/offset: where the segment starts in the file."""
+    sep = separator_regex(doc_separator) if doc_separator is not None else None
+    window_ok = sep is not None and _window_ok(doc_separator)
+    margin = UNIT_CHARS + min(4096, UNIT_CHARS // 4)
+    carry, line, offset, started = b"", 1, 0, False
+    with open(path, "rb") as f:
+        while raw := f.read(BLOCK_BYTES):
+            if meter is not None:
+                meter.done += len(raw)
+            buf = carry + raw
+            cut = _last_boundary(buf, sep, window_ok, (path, offset, line)) if sep is not None else 0
+            if cut:
+                seg = buf[:cut]
+                yield line, offset, seg, started, "sep"
+                line, offset, started = line + seg.count(b"\n"), offset + cut, False
+                buf = buf[cut:]
+            carry = buf
+            if len(carry) <= margin:
+                continue
+            # perhaps a document with no end in sight: pieces, keeping a margin for a separator across the edge
+            text, rest = _decoded(carry, path, offset, line, partial=True)
+            if len(text) <= margin:
+                continue
+            while len(text) > margin:
+                c = _cut(text, UNIT_CHARS)
+                piece, text = text[:c], text[c:]
+                yield line, offset, piece, started, "piece"
+                started = started or not piece.isspace()
+                line, offset = line + piece.count("\n"), offset + len(piece.encode("utf-8"))
+            carry = text.encode("utf-8") + rest
+    if carry or started:
+        yield line, offset, carry, started, "file"
+
+
+def segment_text(path: Path, line: int, offset: int, data) -> str:
+    """A text_segments segment's data as text (DataError naming the line and byte when it is not UTF-8)."""
+    return data if isinstance(data, str) else _decoded(data, path, offset, line, partial=False)[0]
+
+
+def _doc_units(text: str, s: int, e: int, started: bool, line: int, out: list, lines: bool = True) -> None:
+    """The units of the document (or its rest, when `started`) text[s:e]: pieces of at most UNIT_CHARS cut at
+    whitespace; blank pieces before its first non-blank one are dropped (a blank document gives none)."""
+    while True:
+        c = e if e - s <= UNIT_CHARS else s + _cut(text, UNIT_CHARS, s)
+        if started or (c > s and (not text[s].isspace() or not text[s:c].isspace())):
+            out.append((line, s, c, not started, c == e))
+            started = True
+        if c == e:
+            return
+        line += text.count("\n", s, c) if lines else 0
+        s = c
+
+
+def segment_units(text: str, doc_separator: str | None, started: bool, end: str, line: int = 1,
+                  lines: bool = True) -> list:
+    """[(line, start, stop, first, last)]: the units of one of text_segments' texts, as offsets into it.
+    lines=False: every unit says `line` (counting lines costs more than the cutting; the scan needs none)."""
+    out: list = []
+    if end == "piece":
+        if started or not text.isspace():
+            out.append((line, 0, len(text), not started, False))
+        return out
+    sep = separator_regex(doc_separator) if doc_separator is not None else None
+    if end == "sep":
         pos = 0
-        if sep is not None:
-            for m in sep.finditer(buf):
-                if m.end() == len(buf):  # a separator at the very end may go on in the next block
-                    break
-                doc = buf[pos:m.start()]
-                if started or (doc and not doc.isspace()):
-                    if len(doc) <= UNIT_CHARS:  # the common case, without the generator
-                        yield carry_line, doc, not started, True
-                    else:
-                        for piece, first, last in _pieces(doc):
-                            yield carry_line, piece, first and not started, last
-                line_end = carry_line + buf.count("\n", pos, m.end())
-                pos, carry_line, started = m.end(), line_end, False
-        carry = buf[pos:]
-        # a document with no end in sight: hand out pieces, keeping a margin for a separator across the edge
-        while len(carry) > UNIT_CHARS + min(4096, UNIT_CHARS // 4):
-            c = _cut(carry, UNIT_CHARS)
-            piece, carry = carry[:c], carry[c:]
-            if piece.strip() or started:
-                yield carry_line, piece, not started, False
-                started = True
-            carry_line += piece.count("\n")
-    if sep is not None:  # the file's final newline ends the last document; it is not part of it
-        carry = carry.rstrip("\r\n")
-    if carry.strip() or started:
-        for piece, first, last in _pieces(carry):
-            yield carry_line, piece, first and not started, last
+        for m in sep.finditer(text):
+            _doc_units(text, pos, m.start(), started, line, out, lines)
+            line += text.count("\n", pos, m.end()) if lines else 0
+            pos, started = m.end(), False
+        return out
+    stop = len(text.rstrip("\r\n")) if sep is not None else len(text)  # the file's final newline ends it
+    _doc_units(text, 0, stop, started, line, out, lines)
+    return out
+
+
+def _iter_text_units(path: Path, doc_separator: str | None, meter: Meter | None):
+    """(line, piece, first, last) of a .txt/.md file, streaming."""
+    for line, offset, data, started, end in text_segments(path, doc_separator, meter):
+        text = segment_text(path, line, offset, data)
+        for ln, s, e, first, last in segment_units(text, doc_separator, started, end, line):
+            yield ln, text[s:e], first, last
 
 
 def iter_units(files: list[Path], text_field: str = "text", doc_separator: str = "blank_line",
@@ -194,8 +270,7 @@ def iter_units(files: list[Path], text_field: str = "text", doc_separator: str =
     for path in files:  # hf: dataset ids arrive as their .jsonl snapshots (expand_data, training/hub_data.py)
         suffix = path.suffix.lower()
         if suffix in (".txt", ".md"):
-            sep = separator_regex(doc_separator) if suffix == ".txt" else None
-            for ln, text, first, last in _iter_text_units(path, sep, meter):
+            for ln, text, first, last in _iter_text_units(path, doc_separator if suffix == ".txt" else None, meter):
                 yield path, ln, text, first, last
         elif suffix == ".jsonl":
             with open(path, "rb") as f:

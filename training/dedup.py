@@ -110,18 +110,45 @@ class Rows:
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
+def normalized_batch(texts: list[str]) -> tuple[list, bytes, np.ndarray]:
+    """(normalized_bytes of each text, their UTF-8 sizes, as one batch): the ASCII texts are normalised together
+    (one translate of the whole batch; numpy finds the few with leading, trailing or repeated whitespace,
+    which are then normalised one by one). The norms of clean texts are memoryviews into one buffer."""
+    raws = [t.encode("utf-8") for t in texts]
+    n = len(raws)
+    sizes = np.fromiter(map(len, raws), np.int64, n)
+    t = b" ".join(raws).translate(_TABLE)
+    a = np.frombuffer(t, np.uint8)
+    starts = np.cumsum(sizes + 1) - sizes - 1
+    sp = a == 32
+    dirty = np.fromiter((not x.isascii() for x in texts), bool, n) | (sizes == 0)
+    full = np.flatnonzero(sizes > 0)
+    dirty[full] |= sp[starts[full]] | sp[starts[full] + sizes[full] - 1]
+    twice = np.flatnonzero(sp[1:] & sp[:-1])
+    if len(twice):
+        dirty[np.searchsorted(starts, twice, "right") - 1] = True
+    mv = memoryview(t)
+    norms = [normalized_bytes(raws[i]) if d else mv[s:s + z]
+             for i, (d, s, z) in enumerate(zip(dirty.tolist(), starts.tolist(), sizes.tolist()))]
+    return norms, sizes.astype(np.uint64)
+
+
+def exact_keys(texts: list[str]) -> np.ndarray:
+    """exact_key(normalized_bytes(text)) of each text (uint64)."""
+    norms, _ = normalized_batch(texts)
+    return np.fromiter(map(exact_key, norms), np.uint64, len(norms))
+
+
 def scan_batch(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(exact keys, UTF-8 sizes, band keys) of a batch of documents. Runs in worker processes: this module
     imports nothing but numpy, so they start fast."""
-    raws = [t.encode("utf-8") for t in texts]
-    norms = [normalized_bytes(r) for r in raws]
-    keys = np.fromiter((exact_key(x) for x in norms), np.uint64, len(norms))
-    sizes = np.fromiter((len(r) for r in raws), np.uint64, len(raws))
+    norms, sizes = normalized_batch(texts)
+    keys = np.fromiter(map(exact_key, norms), np.uint64, len(norms))
     return keys, sizes, band_keys(signatures(norms))
 
 
-def exact_key(norm: bytes) -> int:
-    """64-bit key of a normalised text (the first 8 bytes of data.doc_hash's digest)."""
+def exact_key(norm) -> int:
+    """64-bit key of a normalised text (bytes or a memoryview; the first 8 bytes of data.doc_hash's digest)."""
     return int.from_bytes(hashlib.blake2b(norm, digest_size=16).digest()[:8], "big")
 
 
@@ -200,22 +227,29 @@ def signatures(norms: list[bytes]) -> np.ndarray:
 
 
 def _densify(sig: np.ndarray) -> np.ndarray:
-    """Empty bins take the value of the next non-empty bin to the right (circularly), shifted by the distance."""
-    empty = sig == _EMPTY
-    if not empty.any():
+    """Empty bins take the value of the next non-empty bin to the right (circularly), shifted by the distance.
+    Works on the empty cells alone (a few percent of them): each finds its donor by a binary search among
+    the non-empty cells of the whole batch."""
+    flat = sig.reshape(-1)
+    empty = flat == _EMPTY
+    holes = np.flatnonzero(empty)
+    if not len(holes):
         return sig
-    n = sig.shape[0]
-    idx = np.where(~empty, np.arange(NUM_BINS), 1 << 20)
-    idx2 = np.concatenate([idx, idx + NUM_BINS], axis=1)
-    nxt = np.minimum.accumulate(idx2[:, ::-1], axis=1)[:, ::-1][:, :NUM_BINS]
-    has = nxt < (1 << 19)
-    src = np.where(has, nxt % NUM_BINS, 0)
-    dist = np.where(has, nxt - np.arange(NUM_BINS), 0).astype(np.uint32)
+    full = np.flatnonzero(~empty)
+    row = holes // NUM_BINS
+    j = np.searchsorted(full, holes)                       # the next non-empty cell, perhaps in a later row
+    donor = full[np.minimum(j, len(full) - 1)] if len(full) else holes
+    wrap = (j >= len(full)) | (donor // NUM_BINS != row)  # none to the right in this row: the row's first
+    if wrap.any():
+        k = np.searchsorted(full, row[wrap] * NUM_BINS)
+        first = full[np.minimum(k, len(full) - 1)] if len(full) else holes[wrap]
+        donor[wrap] = first
+    alive = donor // NUM_BINS == row                        # a row without any shingle stays empty
+    dist = ((donor - holes) % NUM_BINS).astype(np.uint32)
+    out = flat.copy()
     with np.errstate(over="ignore"):
-        filled = np.take_along_axis(sig, src, axis=1) + dist * np.uint32(0x9E3779B1)
-    out = np.where(empty & has, filled, sig)
-    out[~has.any(axis=1)] = _EMPTY  # no shingle at all
-    return out.reshape(n, NUM_BINS)
+        out[holes[alive]] = flat[donor[alive]] + dist[alive] * np.uint32(0x9E3779B1)
+    return out.reshape(sig.shape)
 
 
 def band_keys(sig: np.ndarray) -> np.ndarray:

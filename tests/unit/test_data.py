@@ -111,3 +111,78 @@ def test_sniff_finds_empty_binary_and_non_utf8(tmp_path):
     assert sniff_text_file(tmp_path / "l.txt") == "is not UTF-8 text"
     assert sniff_text_file(tmp_path / "ok.md") is None
     assert "parquet" in sniff_text_file(tmp_path / "fake.parquet")
+
+
+# ---------------------------------------------------------------- the document rule, against a whole-text reading
+
+WHITESPACE = [" ", " ", " ", "\n", "\n\n", "\n \n", "\r\n\r\n", "\n\t\n ", "\u2028", "\xa0", "\t", "\n\n\n", " \n"]
+
+
+def rule_units(text, doc_separator, unit_chars):
+    """[(line, piece, first, last)] of a .txt file's whole text by the rule in data.py's docstring, read in one
+    piece: documents between separator matches (a match that ends the file is its final newline, not a
+    separator; the final newlines are not part of the last document), each cut into pieces of at most
+    unit_chars at the last whitespace of the piece (past its middle, else at unit_chars); blank pieces before a
+    document's first non-blank one are dropped; every piece says the line where it starts."""
+    from training.data import separator_regex
+    sep = separator_regex(doc_separator)
+    bounds, pos = [], 0
+    for m in (sep.finditer(text) if sep is not None else ()):
+        if m.end() == len(text):
+            break
+        bounds.append((pos, m.start()))
+        pos = m.end()
+    tail = text[pos:].rstrip("\r\n") if sep is not None else text[pos:]
+    bounds.append((pos, pos + len(tail)))
+    out = []
+    for s, e in bounds:
+        pieces = []
+        while e - s > unit_chars:
+            head = text[s:s + unit_chars]
+            c = max(head.rfind(" "), head.rfind("\n"))
+            c = c if c > unit_chars // 2 else unit_chars
+            pieces.append((s, s + c))
+            s += c
+        pieces.append((s, e))
+        while pieces and (pieces[0][0] == pieces[0][1] or text[pieces[0][0]:pieces[0][1]].isspace()):
+            pieces.pop(0)
+        out += [(1 + text.count("\n", 0, a), text[a:b], i == 0, i == len(pieces) - 1) for i, (a, b) in enumerate(pieces)]
+    return out
+
+
+def random_corpus_text(rng, tokens, literal=None, long_blanks=False):
+    """Words, non-ASCII, words longer than a piece, Unicode whitespace, blank-line variants, the literal
+    separator; whitespace runs stay shorter than the streaming reader's margin (UNIT_CHARS // 4)."""
+    parts = []
+    for _ in range(tokens):
+        r = rng.random()
+        if r < 0.05:
+            parts.append("x" * rng.randint(30, 100))
+        elif r < 0.1 and literal:
+            parts.append(literal)
+        elif r < 0.13 and long_blanks:
+            parts.append(" " * rng.randint(20, 70))
+        elif r < 0.17:
+            parts.append(rng.choice(["é", "日本", "ß", "ǅ", "🙂"]))
+        else:
+            parts.append("".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 9))))
+        parts.append(rng.choice(WHITESPACE))
+    return "".join(parts)
+
+
+def test_streamed_documents_equal_a_whole_text_reading(tmp_path, monkeypatch):
+    """Read in blocks of 3-50 bytes (separators, CRLFs and multi-byte characters cut at every edge), every
+    separator convention, pieces of 60 characters: the units are the rule's, line numbers included."""
+    import random
+    import training.data as d
+    monkeypatch.setattr(d, "UNIT_CHARS", 60)
+    p = tmp_path / "a.txt"
+    for seed in range(600):
+        rng = random.Random(seed)
+        sep = rng.choice(["blank_line", "line", "none", "---", "<|endoftext|>", "\n---\n"])
+        literal = sep if sep not in ("blank_line", "line", "none") else None
+        text = random_corpus_text(rng, rng.randint(0, 80), literal, long_blanks=sep in ("line", "none"))
+        monkeypatch.setattr(d, "BLOCK_BYTES", rng.randint(3, 50))
+        p.write_bytes(text.encode())
+        got = [u[1:] for u in iter_units([p], doc_separator=sep)]
+        assert got == rule_units(text, sep, 60), (seed, sep, d.BLOCK_BYTES, text)

@@ -35,6 +35,44 @@ def test_minhash_signature_of_a_document_does_not_depend_on_its_batch():
     assert not (together[2] == together[3]).all() and np.unique(together[:, 0]).size >= 5
 
 
+def test_batch_normalisation_and_keys_equal_one_by_one():
+    """normalized_batch normalises a batch's ASCII documents together (one translate, numpy for the few with
+    stray whitespace); every norm and key must equal normalize_text's, one document at a time."""
+    import random
+    from training.dedup import exact_key, exact_keys, normalized_batch
+    from test_data import random_corpus_text
+    rng = random.Random(5)
+    for _ in range(200):
+        texts = [random_corpus_text(rng, rng.randint(0, 25)) for _ in range(rng.randint(1, 12))]
+        if rng.random() < 0.4:  # all ASCII: the batch path for every document
+            texts = [t.encode("ascii", "ignore").decode() for t in texts]
+        texts += rng.sample(["", "  ", "a\x1cb\x1f  c", " lead", "trail ", "x\x0by"], 2)
+        norms, sizes = normalized_batch(texts)
+        assert [bytes(n) for n in norms] == [normalize_text(t).encode() for t in texts]
+        assert sizes.tolist() == [len(t.encode()) for t in texts]
+        assert exact_keys(texts).tolist() == [exact_key(normalize_text(t).encode()) for t in texts]
+
+
+def test_densify_fills_each_empty_bin_from_the_next_full_one():
+    """_densify works on the empty cells of the whole batch at once; the reference walks each row."""
+    import numpy as np
+    from training.dedup import NUM_BINS, _EMPTY, _densify
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        n = int(rng.integers(1, 12))
+        sig = rng.integers(0, 2**32 - 1, size=(n, NUM_BINS), dtype=np.uint32)
+        sig[rng.random((n, NUM_BINS)) < rng.choice([0.0, 0.05, 0.6, 0.99])] = _EMPTY
+        sig[rng.integers(0, n)] = _EMPTY if rng.random() < 0.3 else sig[rng.integers(0, n)]
+        want = sig.copy()
+        for r in range(n):
+            full = [b for b in range(NUM_BINS) if sig[r, b] != _EMPTY]
+            for b in range(NUM_BINS):
+                if sig[r, b] == _EMPTY and full:
+                    donor = min(full, key=lambda f: (f - b) % NUM_BINS)
+                    want[r, b] = (int(sig[r, donor]) + ((donor - b) % NUM_BINS) * 0x9E3779B1) % 2**32
+        assert (_densify(sig.copy()) == want).all()
+
+
 def test_rows_store_keeps_order_across_chunks():
     import numpy as np
     from training.dedup import Rows, redundant
@@ -106,6 +144,52 @@ def test_a_file_not_utf8_past_its_head_is_skipped_with_the_line(tmp_path):
     f = scan_corpus([str(c)], processes=1)
     assert any(s.startswith(f"{c / 'late.txt'}:3001: not UTF-8 text") for s in f.skipped), f.skipped
     assert f.documents >= 2
+
+
+def test_a_worker_that_finds_a_file_not_utf8_stops_its_count(tmp_path, monkeypatch):
+    """The bad byte lies deep in a block, past the tail the parent decodes: a worker finds it. The file is
+    skipped with its line; its documents from the blocks before count, none after; other files are whole."""
+    import training.data as d
+    monkeypatch.setattr(d, "BLOCK_BYTES", 1 << 17)
+    monkeypatch.setattr(scan_mod, "BATCH_CHARS", 1 << 16)
+    c = tmp_path / "c"
+    c.mkdir()
+    (c / "a-good.txt").write_text("".join(f"good document {i}\n\n" for i in range(500)))
+    body = "".join(f"fine document number {i}\n\n" for i in range(20_000))
+    cut = len(body) // 2
+    (c / "b-late.txt").write_bytes(body[:cut].encode() + b"\xff\xfe broken\n\n" + body[cut:].encode())
+    (c / "c-good.txt").write_text("".join(f"other document {i}\n\n" for i in range(300)))
+    line = body[:cut].count("\n") + 1
+    before = body[:(cut // (1 << 17)) * (1 << 17)].count("\n\n")  # documents of the whole blocks before the bad one
+    assert len(list(d.text_segments(c / "b-late.txt", "blank_line"))) > 3  # the parent reads on: it is the workers'
+    for procs in (1, 2):
+        f = scan_corpus([str(c)], processes=procs)
+        assert [s for s in f.skipped if "b-late.txt" in s] == [
+            f"{c / 'b-late.txt'}:{line}: not UTF-8 text at byte {cut:,} (bytes ff fe 20 62); convert the file "
+            f"(e.g. iconv -f latin1 -t utf-8) or remove it from the corpus; skipped"]
+        assert 800 + before - 2 <= f.documents <= 800 + before, (procs, f.documents, before)
+
+
+def test_scan_units_are_the_training_units(tmp_path, monkeypatch):
+    """The workers cut .txt/.md segments into documents; the scan must count exactly iter_units' units."""
+    import random
+    import training.data as d
+    from test_data import random_corpus_text
+    monkeypatch.setattr(d, "UNIT_CHARS", 200)
+    monkeypatch.setattr(d, "BLOCK_BYTES", 97)
+    monkeypatch.setattr(scan_mod, "BATCH_CHARS", 300)
+    rng = random.Random(7)
+    c = tmp_path / "c"
+    c.mkdir()
+    for i in range(4):
+        (c / f"t{i}.txt").write_text(random_corpus_text(rng, 400, "<|endoftext|>"))
+    (c / "m.md").write_text(random_corpus_text(rng, 300))
+    (c / "r.jsonl").write_text("".join(json.dumps({"text": random_corpus_text(rng, 60)}) + "\n" for _ in range(5)))
+    for sep in ("blank_line", "line", "<|endoftext|>"):
+        units = [u[2] for u in d.iter_units(sorted(c.iterdir()), doc_separator=sep)]
+        for procs in (1, 2):
+            f = scan_corpus([str(c)], processes=procs, doc_separator=sep)
+            assert f.documents == len(units) and f.total_bytes == sum(len(u.encode()) for u in units), (sep, procs)
 
 
 def test_tokens_measured_with_the_model_tokenizer(tmp_path, demo_home):

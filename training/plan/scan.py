@@ -2,8 +2,9 @@
 
 Documents are training/data.py's (`iter_units`, the rule the CPT stage trains on: .txt documents separated
 by blank lines or `doc_separator`, a .md file, a .jsonl line, a .parquet row; a document over 1 MiB counts
-as its pieces). The parent process reads; batches of documents go to worker processes, which compute for
-EVERY document the exact-duplicate key (blake2b of the normalised text, as data.doc_hash and the CPT stage's
+as its pieces). The parent process only reads: .txt/.md files go to worker processes as raw segments of
+about one read block (data.text_segments), which the workers decode and cut into documents themselves
+(.jsonl/.parquet rows are parsed by the parent). The workers compute for EVERY document the exact-duplicate key (blake2b of the normalised text, as data.doc_hash and the CPT stage's
 dedup) and a MinHash signature's LSH band keys (training/dedup.py). The parent then finds exact duplicates
 by sorting the keys and near-duplicate groups by the band keys; nothing is sampled, so the rates do not
 depend on the corpus size. Reported: total bytes, documents, exact and near duplicate rates, unique bytes,
@@ -23,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from training.data import DataError, Meter, iter_units, sniff_text_file
+from training.data import DataError, Meter, iter_units, segment_text, segment_units, sniff_text_file, text_segments
 from training.dedup import normalized_bytes, release_free_memory, scan_batch  # noqa: F401 (normalized_bytes: re-exported)
 from training.recipe import expand_data
 
@@ -75,19 +76,65 @@ def parse_size(text: str) -> float:
 
 # ---------------------------------------------------------------- worker side
 
+def scan_job(job: tuple) -> tuple:
+    """Runs in a worker process. job: (items, threshold, sample_docs). items: document texts (.jsonl/.parquet
+    rows), or data.text_segments' segments of .txt/.md files, (file number, path, line, offset, data,
+    doc_separator, started, end), which the worker decodes and cuts into documents itself (the parent only
+    reads: on two cores it was the bottleneck). Returns scan_batch's (exact keys, sizes, band keys) of every
+    unit in order, each unit's file number (-1 for a row), the (unit, text) of at most sample_docs units
+    whose key is under `threshold` (candidates for the token sample), and (file number, error) of a file
+    that turned out not to be UTF-8 (the worker skips the rest of that file's segments)."""
+    import numpy as np
+    items, threshold, sample_docs = job
+    texts, file_of, errors, bad = [], [], [], set()
+    for it in items:
+        if isinstance(it, str):
+            texts.append(it)
+            file_of.append(-1)
+            continue
+        fno, path, line, offset, data, doc_separator, started, end = it
+        if fno in bad:
+            continue
+        try:
+            text = segment_text(Path(path), line, offset, data)
+        except DataError as e:
+            errors.append((fno, str(e)))
+            bad.add(fno)
+            continue
+        for _, s, e, _, _ in segment_units(text, doc_separator, started, end, lines=False):
+            texts.append(text[s:e])
+            file_of.append(fno)
+    keys, sizes, bands = scan_batch(texts)
+    cand = np.arange(len(keys)) if threshold >> 64 else np.flatnonzero(keys < np.uint64(threshold))
+    if len(cand) > sample_docs:
+        cand = cand[np.argpartition(keys[cand], sample_docs - 1)[:sample_docs]]
+    sample = [(int(j), texts[j][:SAMPLE_CHARS]) for j in cand.tolist()]
+    return keys, sizes, bands, np.array(file_of, np.int64), sample, errors
+
 
 # ---------------------------------------------------------------- parent side
 
-def _batches(files: list[Path], text_field: str, doc_separator: str, meter: Meter, facts: "CorpusFacts"):
-    """Lists of document texts of about BATCH_CHARS; a file that turns out not to be UTF-8 is skipped (its
-    documents read before the bad byte stay counted) and named with the line."""
+def _batches(files: list[Path], text_field: str, doc_separator: str, meter: Meter, facts: "CorpusFacts",
+             bad_files: set):
+    """Lists of about BATCH_CHARS of scan_job items. A file that turns out not to be UTF-8 is skipped (what
+    was read before the bad byte stays counted) and named with the line: here when the parent sees it, or
+    in bad_files when a worker reports it (the parent then stops reading that file)."""
     batch, n = [], 0
     bad: list[str] = []
-    for f in files:
+    for fno, f in enumerate(files):
+        suffix = f.suffix.lower()
         try:
-            for _, _, text, _, _ in iter_units([f], text_field, doc_separator, meter, bad):
-                batch.append(text)
-                n += len(text)
+            if suffix in (".txt", ".md"):
+                sep = doc_separator if suffix == ".txt" else None
+                items = ((fno, str(f), line, offset, data, sep, started, end)
+                         for line, offset, data, started, end in text_segments(f, sep, meter))
+            else:
+                items = (text for _, _, text, _, _ in iter_units([f], text_field, doc_separator, meter, bad))
+            for it in items:
+                if fno in bad_files:
+                    break
+                batch.append(it)
+                n += len(it) if isinstance(it, str) else len(it[4])
                 if n >= BATCH_CHARS:
                     yield batch
                     batch, n = [], 0
@@ -140,40 +187,56 @@ def scan_corpus(paths: list[str], tokenizer_dir: str | None = None,
     sample: list[tuple[int, str]] = []  # max-heap (negated key) of the sample_docs smallest exact keys
     in_sample: set[int] = set()
 
-    def collect(texts: list[str], res) -> None:
-        k, sz, b = res
+    bad_files: set[int] = set()
+
+    def threshold() -> int:  # a unit whose key is under this can still enter the sample
+        if sample_docs <= 0:
+            return 0
+        return 1 << 64 if len(sample) < sample_docs else -sample[0][0]
+
+    def collect(res) -> None:
+        k, sz, b, file_of, cands, errors = res
+        if bad_files:  # units of a file a worker found not UTF-8, from segments read before it said so
+            keep = ~np.isin(file_of, list(bad_files))
+            if not keep.all():
+                kept = np.flatnonzero(keep)
+                at = {j: i for i, j in enumerate(kept.tolist())}
+                k, sz, b = k[keep], sz[keep], b[keep]
+                cands = [(at[j], t) for j, t in cands if j in at]
+        for fno, why in errors:
+            if fno not in bad_files:
+                bad_files.add(fno)
+                facts.skipped.append(f"{why}; skipped")
         keys.add(k)
         sizes.add(sz)
         bands.add(b)
-        if sample_docs > 0:
-            for h, t in zip(k.tolist(), texts):
-                if h in in_sample or (len(sample) >= sample_docs and -sample[0][0] <= h):
-                    continue
-                if len(sample) >= sample_docs:
-                    in_sample.discard(-heapq.heappop(sample)[0])
-                heapq.heappush(sample, (-h, t[:SAMPLE_CHARS]))
-                in_sample.add(h)
-        if keys.n // 4000 != (keys.n - len(k)) // 4000:  # every ~4,000 documents (a few batches)
+        for j, text in cands:
+            h = int(k[j])
+            if h in in_sample or (len(sample) >= sample_docs and -sample[0][0] <= h):
+                continue
+            if len(sample) >= sample_docs:
+                in_sample.discard(-heapq.heappop(sample)[0])
+            heapq.heappush(sample, (-h, text))
+            in_sample.add(h)
+        if keys.n // 50_000 != (keys.n - len(k)) // 50_000:  # now and then (it costs ~20 ms)
             release_free_memory()
         if progress:
             progress(min(meter.done, total), total, "hashing")
 
-    batches = _batches(files, text_field, doc_separator, meter, facts)
+    batches = _batches(files, text_field, doc_separator, meter, facts, bad_files)
     if n_proc > 1:
         import multiprocessing as mp
         with mp.get_context("fork" if os.name == "posix" else "spawn").Pool(n_proc) as pool:
             pending: deque = deque()
-            for texts in batches:  # at most 2 batches per worker in flight: memory stays flat
-                pending.append((texts, pool.apply_async(scan_batch, (texts,))))
+            for items in batches:  # at most 2 batches per worker in flight: memory stays flat
+                pending.append(pool.apply_async(scan_job, ((items, threshold(), sample_docs),)))
                 while len(pending) >= 2 * n_proc:
-                    t, r = pending.popleft()
-                    collect(t, r.get())
+                    collect(pending.popleft().get())
             while pending:
-                t, r = pending.popleft()
-                collect(t, r.get())
+                collect(pending.popleft().get())
     else:
-        for texts in batches:
-            collect(texts, scan_batch(texts))
+        for items in batches:
+            collect(scan_job((items, threshold(), sample_docs)))
     if progress:
         progress(total, total, "grouping near duplicates")
 

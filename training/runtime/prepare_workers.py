@@ -28,10 +28,10 @@ def tokenize_batch(job):
     """(exact keys, token counts, flat int32 tokens, (encoder, documents it sent to the tokenizer)) of a batch
     of (text, first, last), affixes included."""
     import numpy as np
-    from training.dedup import exact_key, normalized_bytes
+    from training.dedup import exact_keys
     units, prefix, suffix = job
     texts = [u[0] for u in units]
-    keys = np.fromiter((exact_key(normalized_bytes(t.encode("utf-8"))) for t in texts), np.uint64, len(texts))
+    keys = exact_keys(texts)
     if _WC is not None:
         slow_before = _WC.slow_docs
         got = _WC.encode_flat(texts, prefix, suffix, [u[1] for u in units], [u[2] for u in units])
