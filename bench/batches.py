@@ -27,7 +27,7 @@ def demo_documents(tok) -> list[list[int]]:
 
 def demo_pairs(tok, max_len: int) -> list[tuple[list[int], list[int]]]:
     """The demo pairs through the demo chat template: (input_ids, labels with the prompt masked), truncated."""
-    from training.data import load_pairs_strict
+    from training.pairs import load_pairs_strict
     from training.demo import resolve_builtin
     from pathlib import Path
     rows = load_pairs_strict(Path(resolve_builtin("builtin:demo-pairs"))).rows

@@ -145,7 +145,7 @@ def test_masking_on_a_real_batch_and_the_document_convention(name, models, data,
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
-    from training.data import load_pairs_strict
+    from training.pairs import load_pairs_strict
     from training.runtime.stages.common import Ctx, load_tokenizer
     from training.runtime.stages.sft import chat_template
     from training.tokens import doc_affixes, fit_to_template, sft_example
@@ -227,7 +227,7 @@ def test_heldout_pairs_loss_counts_every_pair_when_the_prompt_is_not_a_prefix(mo
     """A template whose generation prompt differs from the rendered conversation (an empty think block, as
     Qwen3's adds): the old loss skipped every such pair and vanished; now it masks as training does."""
     from transformers import AutoModelForCausalLM
-    from training.data import load_pairs_strict
+    from training.pairs import load_pairs_strict
     from training.runtime.evaluate import pairs_loss
     from training.runtime.stages.common import Ctx, load_tokenizer
     ctx = Ctx(run_dir=models["qwen2"], events=None, stage_index=0, base_model=str(models["qwen2"]),

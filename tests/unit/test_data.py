@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from training.data import DataError, iter_documents, iter_units, load_pairs_strict, read_pairs, sniff_text_file
+from training.data import DataError, iter_documents, iter_units, sniff_text_file
+from training.pairs import load_pairs_strict, read_pairs
 
 
 def jsonl(path, rows):

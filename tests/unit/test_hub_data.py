@@ -45,7 +45,7 @@ def test_saved_dataset_split_and_null_columns(home):
         hub_data.resolve(f"hf:{home / 'saved'}")
     got = hub_data.resolve(f"hf:{home / 'saved'}:test")
     assert got.source == "saved-dataset" and got.fingerprint and got.rows == 2
-    from training.data import read_pairs
+    from training.pairs import read_pairs
     from training.hub_data import local_file  # the readers take files: an id reaches them as its snapshot
     res = read_pairs(local_file(f"hf:{home / 'saved'}:test"))  # a null column is an absent key: both rows are valid
     assert res.formats == {"messages": 1, "prompt_completion": 1} and not res.invalid

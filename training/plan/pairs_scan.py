@@ -1,6 +1,6 @@
 """Pairs scan: how many usable instruction pairs there are, in which format, and how long they are.
 
-Reuses training/data.read_pairs (the same format detection and row checks the SFT stage applies), then
+Reuses training/pairs.read_pairs (the same format detection and row checks the SFT stage applies), then
 counts duplicate pairs (same normalised prompt and answer), and measures token lengths of prompts and
 responses: with the model's tokenizer.json when available, else bytes/4 (marked as a guess).
 """
@@ -10,7 +10,8 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from training.data import doc_hash, read_pairs
+from training.data import doc_hash
+from training.pairs import read_pairs
 
 SHOW_INVALID = 20
 

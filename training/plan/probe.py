@@ -110,7 +110,8 @@ def run_probe(model: str, prompts_file: str | None, corpus_paths: list[str], max
 def retrieval_probe(model, tok, corpus: list[str], pairs_file: str, k: int) -> dict:
     """training/plan/retrieval.py on this model: index the corpus (progress on stderr), score the pairs."""
     import importlib.util
-    from training.data import DataError, read_pairs
+    from training.data import DataError
+    from training.pairs import read_pairs
     from training.plan import retrieval
     if importlib.util.find_spec("bm25s") is None:
         return {"error": "the retrieval probe needs bm25s: pip install bm25s"}

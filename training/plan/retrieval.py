@@ -117,7 +117,7 @@ class Index:
 
 
 def pair_text(row: dict) -> tuple[str, str]:
-    """(question, reference answer) of a normalised pair (training/data.py: prompt/completion messages)."""
+    """(question, reference answer) of a normalised pair (training/pairs.py: prompt/completion messages)."""
     q = "\n".join(m["content"] for m in row["prompt"] if m["role"] != "system")
     return q.strip(), row["completion"][-1]["content"].strip()
 

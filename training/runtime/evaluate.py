@@ -82,7 +82,7 @@ def domain_texts(recipe: Recipe) -> list[str]:
 
 
 def heldout_pairs(st: SftStage, cap: int) -> list[dict]:
-    from training.data import load_pairs_strict
+    from training.pairs import load_pairs_strict
     from training.runtime.stages.sft import split_pairs
     pairs = load_pairs_strict(Path(st.data), st.format, st.skip_invalid_rows)
     return split_pairs(pairs.rows, st.eval_fraction)[1][:cap]

@@ -98,7 +98,7 @@ def _mean_pair_tokens(st, model_id: str, sample: int = 2000) -> float | None:
     """Mean tokens of a pair as the run feeds it (chat template, truncated at max_seq_len), over a sample."""
     import random
     from transformers import AutoTokenizer
-    from training.data import load_pairs_strict
+    from training.pairs import load_pairs_strict
     from training.runtime.stages.sft import chat_template
     tok = AutoTokenizer.from_pretrained(model_id)
     tok.chat_template = chat_template(tok, st.chat_template)

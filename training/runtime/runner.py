@@ -19,7 +19,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from training.data import DataError, iter_documents, read_pairs, sha256_file, sniff_text_file
+from training.data import DataError, iter_documents, sha256_file, sniff_text_file
+from training.pairs import read_pairs
 from training.recipe import BUILTIN, CptStage, Problem, Recipe, RecipeError, SftStage, expand_data
 
 GENERAL_REFERENCE = Path(__file__).resolve().parents[2] / "recipes" / "general_reference.txt"

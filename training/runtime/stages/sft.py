@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from training.runtime.checkpoints import publish, temp_output
-from training.data import DataError, doc_hash, load_pairs_strict
+from training.data import DataError, doc_hash
+from training.pairs import load_pairs_strict
 from training.recipe import SftStage
 from training.tokens import fit_to_template
 from training.runtime.stages.common import (Ctx, EventCallback, attn_implementation, count_params, cuda, every,
