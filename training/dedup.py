@@ -139,12 +139,27 @@ def exact_keys(texts: list[str]) -> np.ndarray:
     return np.fromiter(map(exact_key, norms), np.uint64, len(norms))
 
 
+SUB_BATCH_CHARS = 1 << 20  # scan_batch works on about this much text at a time
+
+
 def scan_batch(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(exact keys, UTF-8 sizes, band keys) of a batch of documents. Runs in worker processes: this module
-    imports nothing but numpy, so they start fast."""
-    norms, sizes = normalized_batch(texts)
-    keys = np.fromiter(map(exact_key, norms), np.uint64, len(norms))
-    return keys, sizes, band_keys(signatures(norms))
+    imports nothing but numpy, so they start fast. Works through the batch about SUB_BATCH_CHARS at a time:
+    on a 4 MB segment at once it took 22 ms per MB, in 1 MB parts 15 (numpy's temporaries of a few MB each
+    are fresh pages every time; at 1 MB they are reused and stay in cache)."""
+    parts, i = [], 0
+    while i < len(texts) or not parts:
+        j, n = i, 0
+        while j < len(texts) and (j == i or n + len(texts[j]) <= SUB_BATCH_CHARS):
+            n += len(texts[j])
+            j += 1
+        norms, sizes = normalized_batch(texts[i:j])
+        keys = np.fromiter(map(exact_key, norms), np.uint64, len(norms))
+        parts.append((keys, sizes, band_keys(signatures(norms))))
+        i = j
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
 
 
 def exact_key(norm) -> int:

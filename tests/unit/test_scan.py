@@ -53,6 +53,21 @@ def test_batch_normalisation_and_keys_equal_one_by_one():
         assert exact_keys(texts).tolist() == [exact_key(normalize_text(t).encode()) for t in texts]
 
 
+def test_scan_batch_in_parts_equals_at_once(monkeypatch):
+    """scan_batch works through a batch ~1 MB at a time (faster); the parts must not change any key."""
+    import random
+    import numpy as np
+    from training import dedup
+    from test_data import random_corpus_text
+    rng = random.Random(9)
+    texts = [random_corpus_text(rng, rng.randint(0, 40)) for _ in range(120)] + ["", "x" * 500]
+    whole = dedup.scan_batch(texts)
+    monkeypatch.setattr(dedup, "SUB_BATCH_CHARS", 50)
+    parts = dedup.scan_batch(texts)
+    assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(whole, parts))
+    assert [len(x) for x in dedup.scan_batch([])] == [0, 0, 0]
+
+
 def test_densify_fills_each_empty_bin_from_the_next_full_one():
     """_densify works on the empty cells of the whole batch at once; the reference walks each row."""
     import numpy as np
