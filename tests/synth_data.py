@@ -82,3 +82,26 @@ def write_near_dup_corpus(folder: Path, docs: int, near_share: float, seed: int 
         for f in outs:
             f.close()
     return n_copies
+
+
+WHITESPACE = [" ", " ", " ", "\n", "\n\n", "\n \n", "\r\n\r\n", "\n\t\n ", "\u2028", "\xa0", "\t", "\n\n\n", " \n"]
+
+
+def random_corpus_text(rng, tokens, literal=None, long_blanks=False):
+    """Words, non-ASCII, words longer than a piece, Unicode whitespace, blank-line variants, the literal
+    separator; whitespace runs stay shorter than the streaming reader's margin (UNIT_CHARS // 4)."""
+    parts = []
+    for _ in range(tokens):
+        r = rng.random()
+        if r < 0.05:
+            parts.append("x" * rng.randint(30, 100))
+        elif r < 0.1 and literal:
+            parts.append(literal)
+        elif r < 0.13 and long_blanks:
+            parts.append(" " * rng.randint(20, 70))
+        elif r < 0.17:
+            parts.append(rng.choice(["é", "日本", "ß", "ǅ", "🙂"]))
+        else:
+            parts.append("".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 9))))
+        parts.append(rng.choice(WHITESPACE))
+    return "".join(parts)

@@ -26,7 +26,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 BLOCK_BYTES = 4 << 20      # read size of .txt/.md files
 UNIT_CHARS = 1 << 20       # longest piece of a document handed out at once
@@ -142,7 +142,7 @@ def _last_boundary(buf: bytes, sep: re.Pattern, window_ok: bool, where: tuple) -
     """The byte where the next document starts after the last separator match that ends before the end of
     buf (a match at the very end may go on in the next block); 0 when there is none. Decodes only the tail
     (64 KiB, more when it holds no separator) unless the separator needs the whole buffer."""
-    w = 1 << 16 if window_ok else len(buf)
+    w = 1 << 14 if window_ok else len(buf)
     while True:
         lo = max(0, len(buf) - w)
         while lo < len(buf) and 0x80 <= buf[lo] < 0xC0:  # start on a character
@@ -163,27 +163,51 @@ def _last_boundary(buf: bytes, sep: re.Pattern, window_ok: bool, where: tuple) -
         w *= 8
 
 
-def text_segments(path: Path, doc_separator: str | None, meter: Meter | None = None):
-    """A .txt/.md file as consecutive segments (line, offset, data, started, end) that the document rule can
-    split on their own (segment_units, after segment_text): each ends after a separator (end "sep": whole
-    documents, the first perhaps the rest of one begun earlier, `started`), or inside a document longer
-    than UNIT_CHARS ("piece"), or at the end of the file ("file"). data is the bytes as read (str for a
-    piece); about one read block each; streaming. Only the tail of each block is decoded here: the corpus
-    scan decodes and splits segments in its worker processes (the parent was its bottleneck), iter_units
-    does it in this process. line/offset: where the segment starts in the file."""
+class Segment(NamedTuple):
+    """A piece of a .txt/.md file that the document rule can split on its own (text_segments): it ends after
+    a separator (end "sep": whole documents, the first perhaps the rest of one begun earlier, `started`),
+    inside a document longer than UNIT_CHARS ("piece"), or at the end of the file ("file"). data: the bytes
+    as read (str for a piece); line/offset: where it starts in the file. Small to send to a worker process."""
+    path: str
+    line: int
+    offset: int
+    data: bytes | str
+    doc_separator: str | None
+    started: bool
+    end: str
+
+    def text(self) -> str:
+        """data as text (DataError naming the line and byte when it is not UTF-8)."""
+        if isinstance(self.data, str):
+            return self.data
+        return _decoded(self.data, Path(self.path), self.offset, self.line, partial=False)[0]
+
+    def units(self, lines: bool = True) -> tuple[str, list]:
+        """(text, [(line, start, stop, first, last)]): its units as offsets into its text."""
+        text = self.text()
+        return text, segment_units(text, self.doc_separator, self.started, self.end, self.line, lines)
+
+
+def text_segments(path: Path, doc_separator: str | None, meter: Meter | None = None,
+                  block_bytes: int | None = None) -> Iterator[Segment]:
+    """A .txt/.md file as consecutive Segments of about one read block (block_bytes, default BLOCK_BYTES),
+    streaming. Only the tail of each block is decoded here: the corpus scan and the CPT data step decode and
+    split segments in their worker processes (on two cores the parent was the scan's bottleneck);
+    iter_units does it in this process."""
     sep = separator_regex(doc_separator) if doc_separator is not None else None
     window_ok = sep is not None and _window_ok(doc_separator)
     margin = UNIT_CHARS + min(4096, UNIT_CHARS // 4)
     carry, line, offset, started = b"", 1, 0, False
+    name = str(path)
     with open(path, "rb") as f:
-        while raw := f.read(BLOCK_BYTES):
+        while raw := f.read(block_bytes or BLOCK_BYTES):
             if meter is not None:
                 meter.done += len(raw)
             buf = carry + raw
             cut = _last_boundary(buf, sep, window_ok, (path, offset, line)) if sep is not None else 0
             if cut:
                 seg = buf[:cut]
-                yield line, offset, seg, started, "sep"
+                yield Segment(name, line, offset, seg, doc_separator, started, "sep")
                 line, offset, started = line + seg.count(b"\n"), offset + cut, False
                 buf = buf[cut:]
             carry = buf
@@ -196,17 +220,12 @@ def text_segments(path: Path, doc_separator: str | None, meter: Meter | None = N
             while len(text) > margin:
                 c = _cut(text, UNIT_CHARS)
                 piece, text = text[:c], text[c:]
-                yield line, offset, piece, started, "piece"
+                yield Segment(name, line, offset, piece, doc_separator, started, "piece")
                 started = started or not piece.isspace()
                 line, offset = line + piece.count("\n"), offset + len(piece.encode("utf-8"))
             carry = text.encode("utf-8") + rest
     if carry or started:
-        yield line, offset, carry, started, "file"
-
-
-def segment_text(path: Path, line: int, offset: int, data) -> str:
-    """A text_segments segment's data as text (DataError naming the line and byte when it is not UTF-8)."""
-    return data if isinstance(data, str) else _decoded(data, path, offset, line, partial=False)[0]
+        yield Segment(name, line, offset, carry, doc_separator, started, "file")
 
 
 def _doc_units(text: str, s: int, e: int, started: bool, line: int, out: list, lines: bool = True) -> None:
@@ -225,7 +244,7 @@ def _doc_units(text: str, s: int, e: int, started: bool, line: int, out: list, l
 
 def segment_units(text: str, doc_separator: str | None, started: bool, end: str, line: int = 1,
                   lines: bool = True) -> list:
-    """[(line, start, stop, first, last)]: the units of one of text_segments' texts, as offsets into it.
+    """[(line, start, stop, first, last)]: the units of a Segment's text, as offsets into it.
     lines=False: every unit says `line` (counting lines costs more than the cutting; the scan needs none)."""
     out: list = []
     if end == "piece":
@@ -247,9 +266,9 @@ def segment_units(text: str, doc_separator: str | None, started: bool, end: str,
 
 def _iter_text_units(path: Path, doc_separator: str | None, meter: Meter | None):
     """(line, piece, first, last) of a .txt/.md file, streaming."""
-    for line, offset, data, started, end in text_segments(path, doc_separator, meter):
-        text = segment_text(path, line, offset, data)
-        for ln, s, e, first, last in segment_units(text, doc_separator, started, end, line):
+    for seg in text_segments(path, doc_separator, meter):
+        text, units = seg.units()
+        for ln, s, e, first, last in units:
             yield ln, text[s:e], first, last
 
 

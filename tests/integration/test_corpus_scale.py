@@ -117,6 +117,47 @@ def test_word_cache_writes_the_same_blocks_as_the_tokenizer(tmp_path, tok, monke
     assert got["on"]["train_tokens"] == got["off"]["train_tokens"] > 10_000
 
 
+def test_worker_processes_cut_the_documents_iter_units_reads(tmp_path, tok, monkeypatch):
+    """The data step's workers decode and cut .txt/.md segments themselves: the token stream they pack must be
+    iter_units' units, in order, each document inside its affixes (pieces of long ones included)."""
+    import random
+    import training.data as d
+    from synth_data import random_corpus_text
+    from training.runtime import prepare as prep
+    from training.tokens import doc_affixes
+    monkeypatch.setattr(d, "UNIT_CHARS", 300)
+    monkeypatch.setattr(prep, "BATCH_CHARS", 2_000)  # many segments, several per worker
+    rng = random.Random(3)
+    (tmp_path / "c").mkdir()
+    for i in range(3):
+        (tmp_path / "c" / f"t{i}.txt").write_text(random_corpus_text(rng, 1500, "<|endoftext|>"))
+    (tmp_path / "c" / "m.md").write_text(random_corpus_text(rng, 400))
+    (tmp_path / "c" / "r.jsonl").write_text("".join(json.dumps({"text": f"row {i} " * 40}) + "\n" for i in range(30)))
+    files = sorted((tmp_path / "c").iterdir())
+    st = stage([tmp_path / "c"], dedup="none", eval_fraction=0.0, doc_separator="<|endoftext|>")
+    meta = prep.prepare(st, tok, tmp_path / "cache", processes=2)
+    prefix, suffix = doc_affixes(tok)
+    want = []
+    for _, _, text, first, last in d.iter_units(files, doc_separator="<|endoftext|>"):
+        want += (list(prefix) if first else []) + tok(text, add_special_tokens=False)["input_ids"] + \
+            ([x for x in suffix if x is not None] if last else [])
+    got = [t for row in prep.load_splits(meta)[0] for t in row["input_ids"]]
+    assert len(got) == len(want) // 64 * 64 and got == want[:len(got)]
+    assert meta["train_documents"] == sum(1 for u in d.iter_units(files, doc_separator="<|endoftext|>") if u[3])
+
+
+def test_a_file_not_utf8_deep_inside_stops_the_data_step_with_its_line(tmp_path, tok):
+    """The bad byte lies past the tail the parent decodes: a worker finds it, and the step stops with the
+    file, line and byte (DataError, exit 2 in a run)."""
+    from training.data import DataError
+    from training.runtime.prepare import prepare
+    body = b"".join(b"fine document %d about notices\n\n" % i for i in range(20_000))
+    (tmp_path / "a.txt").write_bytes(body[:300_000] + b"\xe9 bad\n\n" + body[300_000:])
+    line = body[:300_000].count(b"\n") + 1
+    with pytest.raises(DataError, match=rf"a\.txt:{line}: not UTF-8 text at byte 300,000 \(bytes e9 20 62 61\)"):
+        prepare(stage([tmp_path / "a.txt"]), tok, tmp_path / "cache", processes=2)
+
+
 def test_documents_joined_with_the_tokenizer_affixes(tmp_path, tok, monkeypatch):
     """Packing calls tokens.doc_affixes: every document is followed by its suffix (EOS today), none dropped."""
     from training.runtime.prepare import load_splits, prepare

@@ -8,6 +8,8 @@ import pytest
 from training.data import DataError, iter_documents, iter_units, sniff_text_file
 from training.pairs import load_pairs_strict, read_pairs
 
+from synth_data import random_corpus_text
+
 
 def jsonl(path, rows):
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
@@ -116,9 +118,6 @@ def test_sniff_finds_empty_binary_and_non_utf8(tmp_path):
 
 # ---------------------------------------------------------------- the document rule, against a whole-text reading
 
-WHITESPACE = [" ", " ", " ", "\n", "\n\n", "\n \n", "\r\n\r\n", "\n\t\n ", "\u2028", "\xa0", "\t", "\n\n\n", " \n"]
-
-
 def rule_units(text, doc_separator, unit_chars):
     """[(line, piece, first, last)] of a .txt file's whole text by the rule in data.py's docstring, read in one
     piece: documents between separator matches (a match that ends the file is its final newline, not a
@@ -149,26 +148,6 @@ def rule_units(text, doc_separator, unit_chars):
             pieces.pop(0)
         out += [(1 + text.count("\n", 0, a), text[a:b], i == 0, i == len(pieces) - 1) for i, (a, b) in enumerate(pieces)]
     return out
-
-
-def random_corpus_text(rng, tokens, literal=None, long_blanks=False):
-    """Words, non-ASCII, words longer than a piece, Unicode whitespace, blank-line variants, the literal
-    separator; whitespace runs stay shorter than the streaming reader's margin (UNIT_CHARS // 4)."""
-    parts = []
-    for _ in range(tokens):
-        r = rng.random()
-        if r < 0.05:
-            parts.append("x" * rng.randint(30, 100))
-        elif r < 0.1 and literal:
-            parts.append(literal)
-        elif r < 0.13 and long_blanks:
-            parts.append(" " * rng.randint(20, 70))
-        elif r < 0.17:
-            parts.append(rng.choice(["é", "日本", "ß", "ǅ", "🙂"]))
-        else:
-            parts.append("".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 9))))
-        parts.append(rng.choice(WHITESPACE))
-    return "".join(parts)
 
 
 def test_streamed_documents_equal_a_whole_text_reading(tmp_path, monkeypatch):

@@ -40,7 +40,7 @@ def test_batch_normalisation_and_keys_equal_one_by_one():
     stray whitespace); every norm and key must equal normalize_text's, one document at a time."""
     import random
     from training.dedup import exact_key, exact_keys, normalized_batch
-    from test_data import random_corpus_text
+    from synth_data import random_corpus_text
     rng = random.Random(5)
     for _ in range(200):
         texts = [random_corpus_text(rng, rng.randint(0, 25)) for _ in range(rng.randint(1, 12))]
@@ -58,7 +58,7 @@ def test_scan_batch_in_parts_equals_at_once(monkeypatch):
     import random
     import numpy as np
     from training import dedup
-    from test_data import random_corpus_text
+    from synth_data import random_corpus_text
     rng = random.Random(9)
     texts = [random_corpus_text(rng, rng.randint(0, 40)) for _ in range(120)] + ["", "x" * 500]
     whole = dedup.scan_batch(texts)
@@ -189,7 +189,7 @@ def test_scan_units_are_the_training_units(tmp_path, monkeypatch):
     """The workers cut .txt/.md segments into documents; the scan must count exactly iter_units' units."""
     import random
     import training.data as d
-    from test_data import random_corpus_text
+    from synth_data import random_corpus_text
     monkeypatch.setattr(d, "UNIT_CHARS", 200)
     monkeypatch.setattr(d, "BLOCK_BYTES", 97)
     monkeypatch.setattr(scan_mod, "BATCH_CHARS", 300)

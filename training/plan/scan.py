@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from training.data import DataError, Meter, iter_units, segment_text, segment_units, sniff_text_file, text_segments
+from training.data import DataError, Meter, iter_units, sniff_text_file, text_segments
 from training.dedup import normalized_bytes, release_free_memory, scan_batch  # noqa: F401 (normalized_bytes: re-exported)
 from training.recipe import expand_data
 
@@ -78,38 +78,35 @@ def parse_size(text: str) -> float:
 
 def scan_job(job: tuple) -> tuple:
     """Runs in a worker process. job: (items, threshold, sample_docs). items: document texts (.jsonl/.parquet
-    rows), or data.text_segments' segments of .txt/.md files, (file number, path, line, offset, data,
-    doc_separator, started, end), which the worker decodes and cuts into documents itself (the parent only
-    reads: on two cores it was the bottleneck). Returns scan_batch's (exact keys, sizes, band keys) of every
-    unit in order, each unit's file number (-1 for a row), the (unit, text) of at most sample_docs units
-    whose key is under `threshold` (candidates for the token sample), and (file number, error) of a file
-    that turned out not to be UTF-8 (the worker skips the rest of that file's segments)."""
+    rows), or data.Segments of .txt/.md files, which the worker decodes and cuts into documents itself (the
+    parent only reads: on two cores it was the bottleneck). Returns scan_batch's (exact keys, sizes, band
+    keys) of every unit in order, each unit's file ("" for a row), the (unit, text) of at most sample_docs
+    units whose key is under `threshold` (candidates for the token sample), and (file, error) of a file that
+    turned out not to be UTF-8 (the worker skips the rest of that file's segments)."""
     import numpy as np
     items, threshold, sample_docs = job
     texts, file_of, errors, bad = [], [], [], set()
     for it in items:
         if isinstance(it, str):
             texts.append(it)
-            file_of.append(-1)
+            file_of.append("")
             continue
-        fno, path, line, offset, data, doc_separator, started, end = it
-        if fno in bad:
+        if it.path in bad:
             continue
         try:
-            text = segment_text(Path(path), line, offset, data)
+            text, units = it.units(lines=False)
         except DataError as e:
-            errors.append((fno, str(e)))
-            bad.add(fno)
+            errors.append((it.path, str(e)))
+            bad.add(it.path)
             continue
-        for _, s, e, _, _ in segment_units(text, doc_separator, started, end, lines=False):
-            texts.append(text[s:e])
-            file_of.append(fno)
+        texts.extend(text[s:e] for _, s, e, _, _ in units)
+        file_of.extend([it.path] * len(units))
     keys, sizes, bands = scan_batch(texts)
     cand = np.arange(len(keys)) if threshold >> 64 else np.flatnonzero(keys < np.uint64(threshold))
     if len(cand) > sample_docs:
         cand = cand[np.argpartition(keys[cand], sample_docs - 1)[:sample_docs]]
     sample = [(int(j), texts[j][:SAMPLE_CHARS]) for j in cand.tolist()]
-    return keys, sizes, bands, np.array(file_of, np.int64), sample, errors
+    return keys, sizes, bands, file_of, sample, errors
 
 
 # ---------------------------------------------------------------- parent side
@@ -121,20 +118,18 @@ def _batches(files: list[Path], text_field: str, doc_separator: str, meter: Mete
     in bad_files when a worker reports it (the parent then stops reading that file)."""
     batch, n = [], 0
     bad: list[str] = []
-    for fno, f in enumerate(files):
+    for f in files:
         suffix = f.suffix.lower()
         try:
             if suffix in (".txt", ".md"):
-                sep = doc_separator if suffix == ".txt" else None
-                items = ((fno, str(f), line, offset, data, sep, started, end)
-                         for line, offset, data, started, end in text_segments(f, sep, meter))
+                items = text_segments(f, doc_separator if suffix == ".txt" else None, meter)
             else:
                 items = (text for _, _, text, _, _ in iter_units([f], text_field, doc_separator, meter, bad))
             for it in items:
-                if fno in bad_files:
+                if str(f) in bad_files:
                     break
                 batch.append(it)
-                n += len(it) if isinstance(it, str) else len(it[4])
+                n += len(it) if isinstance(it, str) else len(it.data)
                 if n >= BATCH_CHARS:
                     yield batch
                     batch, n = [], 0
@@ -187,7 +182,7 @@ def scan_corpus(paths: list[str], tokenizer_dir: str | None = None,
     sample: list[tuple[int, str]] = []  # max-heap (negated key) of the sample_docs smallest exact keys
     in_sample: set[int] = set()
 
-    bad_files: set[int] = set()
+    bad_files: set[str] = set()
 
     def threshold() -> int:  # a unit whose key is under this can still enter the sample
         if sample_docs <= 0:
@@ -197,15 +192,15 @@ def scan_corpus(paths: list[str], tokenizer_dir: str | None = None,
     def collect(res) -> None:
         k, sz, b, file_of, cands, errors = res
         if bad_files:  # units of a file a worker found not UTF-8, from segments read before it said so
-            keep = ~np.isin(file_of, list(bad_files))
+            keep = np.fromiter((x not in bad_files for x in file_of), bool, len(file_of))
             if not keep.all():
                 kept = np.flatnonzero(keep)
                 at = {j: i for i, j in enumerate(kept.tolist())}
                 k, sz, b = k[keep], sz[keep], b[keep]
                 cands = [(at[j], t) for j, t in cands if j in at]
-        for fno, why in errors:
-            if fno not in bad_files:
-                bad_files.add(fno)
+        for name, why in errors:
+            if name not in bad_files:
+                bad_files.add(name)
                 facts.skipped.append(f"{why}; skipped")
         keys.add(k)
         sizes.add(sz)

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from training.data import DataError, Meter, iter_units, sniff_text_file
+from training.data import DataError, Meter, Segment, iter_units, sniff_text_file, text_segments
 from training.dedup import release_free_memory
 from training.recipe import CptStage, expand_data
 from training.runtime.prepare_workers import SlowAdapter, near_batch, ordered, pool_of, tokenize_batch, use
@@ -133,13 +133,21 @@ class _Blocks:
 
 
 def _batches(files, st: CptStage, meter: Meter):
+    """Lists of about BATCH_CHARS of work for prepare_workers: data.Segments of .txt/.md files (the workers
+    decode and cut them into documents: the parent only reads) and (text, first, last) units of rows."""
     batch, n = [], 0
-    for _, _, text, first, last in iter_units(files, st.text_field, st.doc_separator, meter):
-        batch.append((text, first, last))
-        n += len(text)
-        if n >= BATCH_CHARS:
-            yield batch
-            batch, n = [], 0
+    for f in files:
+        suffix = f.suffix.lower()
+        if suffix in (".txt", ".md"):
+            items = text_segments(f, st.doc_separator if suffix == ".txt" else None, meter, block_bytes=BATCH_CHARS)
+        else:
+            items = ((text, first, last) for _, _, text, first, last in iter_units([f], st.text_field, meter=meter))
+        for it in items:
+            batch.append(it)
+            n += len(it.data) if isinstance(it, Segment) else len(it[0])
+            if n >= BATCH_CHARS:
+                yield batch
+                batch, n = [], 0
     if batch:
         yield batch
 
@@ -221,13 +229,13 @@ def prepare(st: CptStage, tok, cache_root: Path, emit: Callable[..., None] | Non
         use(backend if backend is not None else SlowAdapter(tok))
     jobs = ((b, prefix, suffix) for b in _batches(files, st, meter))
     try:
-        for b, ((units, _, _), (keys, lens, flat, (how, slow))) in enumerate(ordered(pool, fn, jobs, n_proc)):
+        for b, (_, (keys, lens, flat, firsts, (how, slow))) in enumerate(ordered(pool, fn, jobs, n_proc)):
             encoders[how] = encoders.get(how, 0) + 1
             via_tokenizer += slow
             if b % TRIM_EVERY == TRIM_EVERY - 1:
                 release_free_memory()
-            where = np.zeros(len(units), np.int8)  # per unit: 0 dropped, 1 train, 2 eval
-            for j, ((_, first, _), h) in enumerate(zip(units, keys.tolist())):
+            where = np.zeros(len(keys), np.int8)  # per unit: 0 dropped, 1 train, 2 eval
+            for j, (first, h) in enumerate(zip(firsts, keys.tolist())):
                 i, unit = unit, unit + 1
                 if drop is not None and drop[i]:
                     dropped["near"] += 1

@@ -24,19 +24,35 @@ def _init_worker(tokenizer_json: str | None) -> None:
         use(Tokenizer.from_str(tokenizer_json))
 
 
+def units_of(items) -> list:
+    """(text, first, last) of every unit of a batch of data.Segments (decoded and cut into documents here, in
+    the worker) and (text, first, last) rows; DataError for a segment that is not UTF-8."""
+    from training.data import Segment
+    out = []
+    for it in items:
+        if isinstance(it, Segment):
+            text, units = it.units(lines=False)
+            out.extend((text[s:e], first, last) for _, s, e, first, last in units)
+        else:
+            out.append(it)
+    return out
+
+
 def tokenize_batch(job):
-    """(exact keys, token counts, flat int32 tokens, (encoder, documents it sent to the tokenizer)) of a batch
-    of (text, first, last), affixes included."""
+    """(exact keys, token counts, flat int32 tokens, first flags, (encoder, documents it sent to the
+    tokenizer)) of a batch's units, affixes included."""
     import numpy as np
     from training.dedup import exact_keys
-    units, prefix, suffix = job
+    items, prefix, suffix = job
+    units = units_of(items)
     texts = [u[0] for u in units]
+    firsts = [u[1] for u in units]
     keys = exact_keys(texts)
     if _WC is not None:
         slow_before = _WC.slow_docs
-        got = _WC.encode_flat(texts, prefix, suffix, [u[1] for u in units], [u[2] for u in units])
+        got = _WC.encode_flat(texts, prefix, suffix, firsts, [u[2] for u in units])
         if got is not None:
-            return keys, got[0], got[1], (_WC.status, _WC.slow_docs - slow_before)
+            return keys, got[0], got[1], firsts, (_WC.status, _WC.slow_docs - slow_before)
     # the tokenizer itself: encode_batch_fast (tokenizers >= 0.21) skips the offsets nobody here reads
     enc = getattr(_TK, "encode_batch_fast", None) or _TK.encode_batch
     flat: list[int] = []
@@ -49,12 +65,12 @@ def tokenize_batch(job):
         if last:
             flat.extend(suffix)
         lens[i] = len(flat) - n
-    return keys, lens, np.array(flat, np.int32), (_WC.status if _WC is not None else "tokenizer", len(texts))
+    return keys, lens, np.array(flat, np.int32), firsts, (_WC.status if _WC is not None else "tokenizer", len(texts))
 
 
-def near_batch(units):
+def near_batch(items):
     from training.dedup import scan_batch
-    keys, _, bands = scan_batch([u[0] for u in units])
+    keys, _, bands = scan_batch([u[0] for u in units_of(items)])
     return keys, bands
 
 
