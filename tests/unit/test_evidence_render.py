@@ -76,3 +76,13 @@ def test_monitor_line_shows_general_perplexity_and_forgetting(tmp_path):
     assert "general-text perplexity 130 (+30.0%)" in timeline_text(st).plain
     st.apply({"event": "forgetting_warning", "stage": "cpt", "step": 5, "message": "m"})
     assert "forgetting: past the threshold" in timeline_text(st).plain
+
+
+def test_plan_text_that_trains_nothing_has_no_empty_time_source_line(capsys):
+    """rag_only estimates no training throughput: no dangling 'time from:' line (a plan that trains says
+    where its time comes from)."""
+    assert plan_main(["--params", "1e9", "--corpus-size", "30MB", "--gap", "knowledge", "--gpu", "H100"]) == 0
+    out = capsys.readouterr().out
+    assert "decision: rag_only" in out and "time from:" not in out
+    assert plan_main(["--params", "1e9", "--corpus-size", "2GB", "--gap", "knowledge", "--gpu", "H100"]) == 0
+    assert "time from: cpt:" in capsys.readouterr().out

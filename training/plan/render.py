@@ -77,9 +77,10 @@ def render(facts, d, written: str | None) -> str:
             notes.append(f"sharded: {e.strategy}{' + optimizer offload' if e.offload_optimizer else ''}")
         L.append(f"{mark} {e.path:<9} {e.method or '-':<7} {_hours(e.hours):>10} {'$' + format(e.usd, ',.2f'):>10} "
                  f"{_gib(e.peak_vram_gib):>13}  {', '.join(notes)}")
-    if d.estimate is not None and d.estimate.stages:
-        L.append("  time from: " + "; ".join(f"{s.stage}: {s.throughput_source}" for s in d.estimate.stages
-                                             if s.throughput_source))
+    sources = [f"{s.stage}: {s.throughput_source}" for s in (d.estimate.stages if d.estimate else [])
+               if s.throughput_source]
+    if sources:  # none for a plan that trains nothing
+        L.append("  time from: " + "; ".join(sources))
     L.append("")
     L.append(f"recipe written: {written}  (run it: tune-wizard --recipe {written})" if written else
              "no recipe written (add -o recipe.yaml)" if d.path != "rag_only" else
