@@ -260,12 +260,45 @@ def _clean_loc(loc: tuple) -> tuple:
     return tuple(out)
 
 
-def _did_you_mean(key: str) -> str | None:
+def _schema_classes(tp) -> list[type]:
+    """The recipe schema classes inside a field's annotation (through Optional, list, unions, Annotated)."""
+    import typing
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [tp]
+    return [c for a in typing.get_args(tp) for c in _schema_classes(a)]
+
+
+def _unknown_key(raw_loc: tuple) -> str:
+    """The message for an unknown key at pydantic's location (with the stage's type tag): the closest key of
+    the section it sits in (model.name -> 'id'), the stage type it belongs to, or the section's keys."""
     import difflib
-    names = {n for m in (Recipe, ModelSpec, Hardware, CptStage, SftStage, LoraSpec, ReplaySpec, EvalSpec)
-             for n in m.model_fields}
-    hit = difflib.get_close_matches(key, sorted(names), n=1, cutoff=0.75)
-    return hit[0] if hit else None
+    models: list[type] = [Recipe]
+    tags = {"cpt": CptStage, "sft": SftStage}
+    for part in raw_loc[:-1]:
+        if part in tags and tags[part] in models:  # the union's tag: this stage's own type
+            models = [tags[part]]
+        elif not isinstance(part, int):  # a list index keeps the list's item classes
+            models = [c for m in models if part in m.model_fields for c in _schema_classes(m.model_fields[part].annotation)]
+    names = sorted({n for m in models for n, f in m.model_fields.items() if not f.exclude})
+    key = str(raw_loc[-1]) if raw_loc else ""
+    if models and models[0] in tags.values() and key in {n for c in tags.values() for n in c.model_fields}:
+        mine = next(t for t, c in tags.items() if c is models[0])
+        other = next(t for t in tags if t != mine)
+        return f"unknown key for {'an' if mine == 'sft' else 'a'} {mine} stage; {key} belongs to {other} stages"
+    hit = difflib.get_close_matches(key, names, n=1, cutoff=0.75) or \
+        [n for n in names if n in SYNONYMS.get(key, ())]
+    if hit:
+        return f"unknown key; did you mean '{hit[0]}'?"
+    if names and len(names) <= 20:
+        where = ".".join(str(p) for p in _clean_loc(raw_loc)[:-1]) or "the recipe"
+        return f"unknown key; {where} takes: {', '.join(names)}"
+    return "unknown key; remove it or check the spelling (see README: recipe reference)"
+
+
+SYNONYMS = {"name": ("id",), "path": ("id",), "model": ("id",), "model_name": ("id",), "lr": ("learning_rate",),
+            "num_train_epochs": ("epochs",), "steps": ("max_steps",), "batch_size": ("micro_batch_size",),
+            "per_device_train_batch_size": ("micro_batch_size",),
+            "gradient_accumulation_steps": ("grad_accum",)}  # HF TrainingArguments names -> ours
 
 
 def _pydantic_problems(err: ValidationError, lines: dict[tuple, int]) -> list[Problem]:
@@ -275,9 +308,7 @@ def _pydantic_problems(err: ValidationError, lines: dict[tuple, int]) -> list[Pr
         path = ".".join(str(p) for p in loc)
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            guess = _did_you_mean(str(loc[-1]) if loc else "")
-            msg = (f"unknown key; did you mean '{guess}'?" if guess else
-                   "unknown key; remove it or check the spelling (see README: recipe reference)")
+            msg = _unknown_key(tuple(e["loc"]))
         elif e["type"] == "missing":
             msg = "required key is missing"
         elif e["type"] == "union_tag_invalid" or e["type"] == "union_tag_not_found":

@@ -77,6 +77,25 @@ def test_bad_recipes_name_the_key(tmp_path, text, needle):
     assert any(needle in x for x in err.lines()), err.lines()
 
 
+@pytest.mark.parametrize("edit,needle", [
+    (("model:\n  id: builtin:tiny-llama\n", "model:\n  id: builtin:tiny-llama\n  name: x\n"),
+     "model.name: unknown key; did you mean 'id'?"),
+    (("model:\n  id: builtin:tiny-llama\n", "model:\n  id: builtin:tiny-llama\n  color: red\n"),
+     "model.color: unknown key; model takes: id, revision, trust_remote_code"),
+    (("    data: builtin:demo-corpus\n", "    data: builtin:demo-corpus\n    lora: {r: 8}\n"),
+     "stages.0.lora: unknown key for a cpt stage; lora belongs to sft stages"),
+    (("    data: builtin:demo-corpus\n", "    data: builtin:demo-corpus\n    gradient_accumulation_steps: 2\n"),
+     "stages.0.gradient_accumulation_steps: unknown key; did you mean 'grad_accum'?"),
+    (("    data: builtin:demo-pairs\n", "    data: builtin:demo-pairs\n    doc_separator: line\n"),
+     "stages.1.doc_separator: unknown key for an sft stage; doc_separator belongs to cpt stages"),
+])
+def test_an_unknown_key_gets_the_key_of_its_own_section(tmp_path, edit, needle):
+    """The suggestion comes from the section the key sits in (model.name is not the recipe's name), a key of
+    the other stage type says so, and a section with no close key lists its keys."""
+    err = problems(tmp_path, GOOD.replace(*edit))
+    assert any(needle in x for x in err.lines()), err.lines()
+
+
 def test_python_tags_are_never_executed(tmp_path):
     marker = tmp_path / "pwned"
     text = GOOD + f"x: !!python/object/apply:os.system ['touch {marker}']\n"
