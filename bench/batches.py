@@ -19,7 +19,7 @@ def demo_documents(tok) -> list[list[int]]:
     """The demo corpus (Python's standard-library docs), one token list per document, as the CPT stage reads it."""
     from training.data import iter_documents
     from training.demo import resolve_builtin
-    from training.recipe import expand_data
+    from training.recipe_load import expand_data
     files = expand_data(resolve_builtin("builtin:demo-corpus"))
     docs = [t for _, _, t in iter_documents(files, "text", whole=True) if t.strip()]
     return tok(docs, add_special_tokens=False)["input_ids"]

@@ -35,7 +35,7 @@ def main() -> int:
     from training.data import iter_documents
     from training.demo import ensure_assets
     from training.plan.retrieval import split_passages
-    from training.recipe import expand_data
+    from training.recipe_load import expand_data
 
     files = expand_data(str(ensure_assets() / "corpus"))
     base = [p for _, _, t in iter_documents(files, whole=False) for p in split_passages(t)]

@@ -68,7 +68,7 @@ def project_stage(stage: dict, cfg: dict):
     """The stage as the runner resolves it on this machine. micro_batch_size x grad_accum is the recipe's batch
     (rows per optimizer step), not a person's choice of micro-batch, so the chooser may split it."""
     from training.runtime.defaults import Machine, apply_defaults, detect
-    from training.recipe import validate_data
+    from training.recipe_load import validate_data
     from training.plan.shapes import from_config
     recipe = validate_data({"name": "bench", "model": {"id": "bench"}, "stages": [stage]}, check_paths=False)
     st = recipe.stages[0]

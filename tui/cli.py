@@ -100,7 +100,8 @@ def _bad(e, source) -> int:
 
 def resume_recipe(args) -> int:
     """--resume: the run's own recipe (hardware may change), same data; nothing is written on refusal."""
-    from training.recipe import RecipeError, dump_recipe, load_recipe
+    from training.recipe import RecipeError, dump_recipe
+    from training.recipe_load import load_recipe
     from training.runtime.resume import check_resumable, find_run, plan
     from training.runtime.runner import launch, resolve, write_private_atomic
 
@@ -132,7 +133,8 @@ def _warn_trust(recipe) -> None:
 
 
 def run_recipe(args) -> int:
-    from training.recipe import RecipeError, dump_recipe, load_recipe
+    from training.recipe import RecipeError, dump_recipe
+    from training.recipe_load import load_recipe
     from training.runtime.runner import check_run_name, create_run_dir, launch, resolve
 
     if args.run_name is not None and (why := check_run_name(args.run_name)):
@@ -197,7 +199,8 @@ def _preflight(args, recipe, resolved) -> int | None:
 
 def describe(r) -> str:
     """The resolved plan in a few lines."""
-    from training.recipe import CptStage, expand_data
+    from training.recipe import CptStage
+    from training.recipe_load import expand_data
     lines = [f"recipe {r.name} (seed {r.seed}): model {r.model.id}",
              f"hardware: {r.hardware.gpu} x{r.hardware.gpu_count}, ${r.hardware.price_per_gpu_hour}/GPU-hour"
              + (f"; {r.hardware.num_nodes} node(s) x {r.hardware.num_processes} process(es), {r.hardware.strategy}"

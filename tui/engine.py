@@ -178,7 +178,7 @@ def write_recipe(path: Path, text: str) -> Path:
 
 def start_run(recipe_path: Path) -> Path:
     """Validate, resolve, make the run folder and launch the worker detached; returns the run folder."""
-    from training.recipe import load_recipe
+    from training.recipe_load import load_recipe
     from training.runtime.runner import create_run_dir, launch, resolve
 
     recipe = load_recipe(str(recipe_path), [])

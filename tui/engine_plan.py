@@ -150,5 +150,6 @@ def stage_values(answers: dict, facts: dict, pick: tuple, edits: dict | None = N
 def recipe_text(answers: dict, facts: dict, pick: tuple, edits: dict | None = None, name: str = "wizard") -> str:
     """The recipe YAML, byte for byte what `tune-wizard plan -o` writes for the same answers and no edits.
     Raises training.recipe.RecipeError (every problem, with its key) or ValueError (rag_only)."""
-    from training.recipe import dump_recipe, validate_data
+    from training.recipe import dump_recipe
+    from training.recipe_load import validate_data
     return dump_recipe(validate_data(recipe_data(answers, facts, pick, edits, name)))

@@ -33,7 +33,7 @@ def folders(tmp_path_factory):
     import datasets
     from training.data import iter_documents
     from training.demo import resolve_builtin
-    from training.recipe import expand_data
+    from training.recipe_load import expand_data
 
     root = tmp_path_factory.mktemp("datasets")
     docs = [{"text": t, "source": str(p.name)} for p, _, t in iter_documents(expand_data(resolve_builtin("builtin:demo-corpus")))]

@@ -41,7 +41,7 @@ def world(tmp_path_factory):
 def make_run(recipe_path: Path, finished: bool = False) -> Path:
     """A run folder as the runner makes it, with the events of a run that was stopped in its first stage."""
     from training.runtime.checkpoints import mark_complete
-    from training.recipe import load_recipe
+    from training.recipe_load import load_recipe
     from training.runtime.runner import create_run_dir, resolve
     run = create_run_dir(resolve(load_recipe(recipe_path), str(recipe_path)), str(recipe_path))
     (run / "events.jsonl").write_text(

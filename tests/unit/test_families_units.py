@@ -25,7 +25,7 @@ def test_nested_text_config_gives_the_language_model_sizes():
 
 
 def test_gemma3_conditional_generation_is_a_causal_lm_for_the_dry_run(tmp_path):
-    from training.recipe import _not_causal_lm
+    from training.recipe_load import _not_causal_lm
     (tmp_path / "config.json").write_text(json.dumps(GEMMA3_VL))
     assert _not_causal_lm(tmp_path / "config.json") is None
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["BertForMaskedLM"], "model_type": "bert"}))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from training.runtime.defaults import CONTEXT_GIB, SDPA_PACKED_ROW_TOKENS, Machine, apply_defaults, choose_batch, peak_gib
-from training.recipe import validate_data
+from training.recipe_load import validate_data
 from training.plan.shapes import KNOWN, from_config
 
 LLAMA_8B = KNOWN["llama-3.1-8b"]

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from training.runtime.distributed import accelerate_config, launch_argv, wait_for_run_dir, write_launch_files
-from training.recipe import Hardware, RecipeError, load_recipe
+from training.recipe import Hardware, RecipeError
+from training.recipe_load import load_recipe
 from training.runtime.runner import resolve
 from tui.cli import node_args
 

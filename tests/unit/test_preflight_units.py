@@ -10,7 +10,8 @@ from training.plan import calibration
 from training.plan.estimate import StepConfig, card_mfu_scale, computed_flops_per_token, flops_per_token, \
     tokens_per_second
 from training.plan.shapes import KNOWN
-from training.recipe import RecipeError, validate_data
+from training.recipe import RecipeError
+from training.recipe_load import validate_data
 from training.runtime import diskcheck
 from training.runtime.preflight import problems
 from training.runtime.preflight_memory import SimulatedOOM, find_micro_batch

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from training.recipe import CptStage, RecipeError, SftStage, apply_override, load_recipe, validate_data
+from training.recipe import CptStage, RecipeError, SftStage, apply_override
+from training.recipe_load import load_recipe, validate_data
 
 GOOD = """\
 name: t

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import ROOT
 from training.runtime.evaluate import change_pct, forgetting, token_blocks
-from training.recipe import RecipeError, validate_data
+from training.recipe import RecipeError
+from training.recipe_load import validate_data
 from training.report.report import before_after_table, cost_lines, md_cell, verdicts
 from training.report.sections import decision_lines
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # stage alike) and hub_data (hf: dataset ids read as local snapshots)
 # and what every layer needs to know about a model and its tokenizer: family (resolution, nested text configs,
 # attention kernel) and tokens (document affixes, end-of-turn, the masking training uses)
-CONTRACT = {"__init__", "recipe", "recipe_io", "events", "data", "pairs", "dedup", "hub_data", "family", "tokens", "demo"}
+CONTRACT = {"__init__", "recipe", "recipe_load", "recipe_io", "events", "data", "pairs", "dedup", "hub_data", "family", "tokens", "demo"}
 SHIMS = {"worker"}  # `python -m training.worker` for runs started before the move: one line to runtime.worker
 PACKAGES = {"plan", "runtime", "report"}
 RANK = {"contract": 0, "plan": 1, "report": 2, "runtime": 3}  # a module imports its own rank or lower

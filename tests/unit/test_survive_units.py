@@ -18,7 +18,7 @@ from training.runtime.checkpoints import (MARKER, checkpoint_problem, discard_in
 from training.events import EventWriter
 from training.runtime.failures import GIB, MemoryInput, estimate_memory, explain_nan, explain_oom, memory_input
 from training.runtime.heartbeat import Heartbeat, read_heartbeat, worker_alive
-from training.recipe import validate_data
+from training.recipe_load import validate_data
 from training.runtime.redact import RedactingStream, redact, secret_values
 from training.runtime.resume import data_changes, recipe_changes
 

@@ -137,7 +137,7 @@ def record_run(run_dir: Path) -> Path | None:
     """Append a finished run's per-stage throughput (median tokens/s of its logged steps after the first)."""
     import statistics
     from training.events import read_events
-    from training.recipe import load_recipe
+    from training.recipe_load import load_recipe
     from training.plan.shapes import model_shape
     recipe = load_recipe(run_dir / "recipe.yaml", check_paths=False)
     shape = model_shape(recipe.model.id)

@@ -134,7 +134,7 @@ def main(argv: list[str]) -> int:
         shape = from_config(cfg, a.model, "hub")
     from training.hub_data import is_hf, local_file  # hf:NAME[@REV][:SPLIT] dataset ids
     for spec in a.corpus:
-        from training.recipe import expand_data
+        from training.recipe_load import expand_data
         try:
             if not expand_data(spec):
                 return _err(f"--corpus {spec}: no .txt/.md/.jsonl/.parquet file there; check the path")
@@ -221,7 +221,8 @@ def main(argv: list[str]) -> int:
 
 def _preflight(recipe_path: str, steps: int) -> tuple[dict | None, int]:
     """Measure the written recipe (training/runtime/preflight.py) and record the measured estimate in it."""
-    from training.recipe import RecipeError, dump_recipe, load_recipe
+    from training.recipe import RecipeError, dump_recipe
+    from training.recipe_load import load_recipe
     from training.runtime.preflight import apply_to_recipe, auto_batch_stages, run_preflight
     from training.runtime.runner import resolve
     try:

@@ -115,7 +115,7 @@ def retrieval_probe(model, tok, corpus: list[str], pairs_file: str, k: int) -> d
     from training.plan import retrieval
     if importlib.util.find_spec("bm25s") is None:
         return {"error": "the retrieval probe needs bm25s: pip install bm25s"}
-    from training.recipe import expand_data
+    from training.recipe_load import expand_data
     try:
         rows = read_pairs(Path(pairs_file)).rows
     except DataError as e:
@@ -136,7 +136,7 @@ def retrieval_probe(model, tok, corpus: list[str], pairs_file: str, k: int) -> d
 
 def corpus_sample(paths: list[str], chars: int = SAMPLE_CHARS) -> str:
     from training.data import iter_documents, sniff_text_file
-    from training.recipe import expand_data
+    from training.recipe_load import expand_data
     files = [f for p in paths for f in expand_data(p) if not sniff_text_file(f)]
     parts, n = [], 0
     for _, _, text in iter_documents(files, whole=False):

@@ -26,7 +26,7 @@ from typing import Callable
 
 from training.data import DataError, Meter, iter_units, sniff_text_file, text_segments
 from training.dedup import normalized_bytes, release_free_memory, scan_batch  # noqa: F401 (normalized_bytes: re-exported)
-from training.recipe import expand_data
+from training.recipe_load import expand_data
 
 BATCH_CHARS = 2 << 20      # text per batch sent to a worker
 SAMPLE_CHARS = 20_000      # of each sampled document (token measurement)

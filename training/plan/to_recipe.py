@@ -16,7 +16,7 @@ def recipe_from_decision(d: Decision, facts: Facts, corpus_paths: list[str] | No
                          name: str = "plan", output_dir: str = "runs", check_paths: bool = True):
     """A validated Recipe for the decided path (training.recipe.RecipeError if something is off).
     rag_only has nothing to train: ValueError."""
-    from training.recipe import validate_data
+    from training.recipe_load import validate_data
 
     if d.path == "rag_only":
         raise ValueError("the decision is rag_only: there is nothing to train, so no recipe")

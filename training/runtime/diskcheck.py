@@ -139,7 +139,8 @@ def check_disk(recipe, source: str | None = None, measured: dict[str, dict] | No
                free_fn: Callable[[str], tuple[float, Path]] = free_bytes) -> DiskNeed | None:
     """Raise RecipeError (exit 2 in the face) when output_dir cannot hold the run. `recipe` is resolved
     (absolute data paths). Returns the need (None when it cannot be estimated)."""
-    from training.recipe import CptStage, Problem, RecipeError, expand_data
+    from training.recipe import CptStage, Problem, RecipeError
+    from training.recipe_load import expand_data
     from training.plan.shapes import model_shape
     from training.runtime.defaults import detect
 

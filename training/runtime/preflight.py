@@ -165,7 +165,8 @@ def main(argv: list[str]) -> int:
         print(f"tune-wizard preflight: error: --steps must be at least {WARMUP + 1} ({WARMUP} warm-up steps are "
               f"not timed)", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from training.recipe import RecipeError, load_recipe
+    from training.recipe import RecipeError
+    from training.recipe_load import load_recipe
     from training.runtime.runner import resolve
     try:
         recipe = load_recipe(a.recipe, a.overrides)

@@ -113,7 +113,7 @@ def _sample_corpus(st, tmp: Path) -> tuple[list[str], float, float]:
     """(data for the preflight, corpus bytes, bytes measured): the whole corpus when small, else its first
     documents up to SAMPLE_BYTES written to one .jsonl."""
     from training.data import iter_documents
-    from training.recipe import expand_data
+    from training.recipe_load import expand_data
     files = [f for spec in st.data for f in expand_data(spec)]
     total = float(sum(f.stat().st_size for f in files))
     if total <= SAMPLE_BYTES:
@@ -243,7 +243,7 @@ def measure(tmp: Path, steps: int, auto: list[str], sim_token_cap: int | None) -
     """The child's work: every stage measured, the whole run projected. Writes tmp/preflight.json."""
     import datetime as dt
     import torch
-    from training.recipe import load_recipe
+    from training.recipe_load import load_recipe
     from training.runtime.diskcheck import estimate_need, free_bytes
     from training.plan.shapes import model_shape
     from training.runtime.stages.common import set_threads

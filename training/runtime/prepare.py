@@ -36,7 +36,8 @@ from typing import Callable
 
 from training.data import DataError, Meter, Segment, iter_units, sniff_text_file, text_segments
 from training.dedup import release_free_memory
-from training.recipe import CptStage, expand_data
+from training.recipe import CptStage
+from training.recipe_load import expand_data
 from training.runtime.prepare_workers import SlowAdapter, near_batch, ordered, pool_of, tokenize_batch, use
 
 BATCH_CHARS = 1 << 20

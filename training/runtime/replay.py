@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 
 from training.data import DataError, iter_documents
-from training.recipe import CptStage, expand_data
+from training.recipe import CptStage
+from training.recipe_load import expand_data
 
 
 def replay_blocks(st: CptStage, tok, need: int) -> list[list[int]]:

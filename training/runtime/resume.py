@@ -15,7 +15,8 @@ from training.runtime.checkpoints import latest_complete
 from training.data import sha256_file
 from training.events import read_events
 from training.runtime.heartbeat import worker_alive
-from training.recipe import Problem, Recipe, RecipeError, load_recipe
+from training.recipe import Problem, Recipe, RecipeError
+from training.recipe_load import load_recipe
 
 # recipe keys that may differ between the first start and a resume
 MAY_CHANGE = ("hardware", "output_dir", "resolved")

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from training.data import DataError, iter_documents, sha256_file, sniff_text_file
 from training.pairs import read_pairs
-from training.recipe import BUILTIN, CptStage, Problem, Recipe, RecipeError, SftStage, expand_data
+from training.recipe import BUILTIN, CptStage, Problem, Recipe, RecipeError, SftStage
+from training.recipe_load import expand_data
 
 GENERAL_REFERENCE = Path(__file__).resolve().parents[2] / "recipes" / "general_reference.txt"
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets", "liger-kernel")
@@ -292,7 +293,7 @@ def launch(run: Path, node_rank: int = 0, main_address: str | None = None,
     the config written into the run folder; the pid file then names the launcher, whose children are the
     workers. Every rank's output goes to the same log; only rank 0 writes events."""
     from training.runtime.distributed import launch_argv, write_launch_files
-    from training.recipe import load_recipe
+    from training.recipe_load import load_recipe
 
     run = run.resolve()
     hw = load_recipe(run / "recipe.yaml", check_paths=False).hardware

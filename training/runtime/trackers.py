@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 
 TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio")
-# the package each tracker needs, and the check for it, live with the recipe key (training/recipe.py)
-from training.recipe import TRACKER_PACKAGE as PACKAGE, missing_packages  # noqa: E402,F401
+# the package each tracker needs, and the check for it, live with the recipe loader (training/recipe_load.py)
+from training.recipe_load import TRACKER_PACKAGE as PACKAGE, missing_packages
 
 
 

@@ -116,7 +116,7 @@ def main(run_dir: str) -> int:
     from training.runtime.distributed import is_main, rank, world_size
     from training.events import EventWriter, read_events
     from training.runtime.heartbeat import Heartbeat
-    from training.recipe import load_recipe
+    from training.recipe_load import load_recipe
     from training.runtime.resume import stage_output
 
     # under `accelerate launch` every rank runs this; only rank 0 writes events, the heartbeat, measures
