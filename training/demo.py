@@ -5,7 +5,7 @@ list of standard-library modules (real English technical prose with a domain voc
 are derived from the same documentation: "What does `json.dumps` do?" -> the first paragraph of its
 docstring, and "What is the signature of ...?" -> its signature.
 
-Assets are built once into $TUNE_WIZARD_HOME/demo-v1 (default ~/.cache/tune-wizard/demo-v1),
+Assets are built once into $TUNE_WIZARD_HOME/demo-v2 (default ~/.cache/tune-wizard/demo-v2),
 atomically (a temporary folder renamed into place), so concurrent runs never see half a build.
 Recipes name them `builtin:tiny-llama`, `builtin:demo-corpus` and `builtin:demo-pairs`.
 """
@@ -16,12 +16,13 @@ import inspect
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 import warnings
 from pathlib import Path
 
-ASSET_VERSION = "demo-v1"
+ASSET_VERSION = "demo-v2"  # v2: the same on every build (v1 held memory addresses)
 MODULES = [
     "abc", "argparse", "array", "ast", "asyncio", "base64", "bisect", "bz2", "calendar", "cmath", "codecs",
     "collections", "colorsys", "concurrent.futures", "configparser", "contextlib", "copy", "csv", "dataclasses",
@@ -72,8 +73,10 @@ def _public_objects(mod):
 
 
 def _signature(obj) -> str | None:
+    """The signature as text, without the memory addresses some defaults print (`<object object at 0x7f..>`):
+    they made every build's corpus, and so its tokenizer, differ from the last."""
     try:
-        return str(inspect.signature(obj))
+        return re.sub(r" at 0x[0-9a-fA-F]+", "", str(inspect.signature(obj)))
     except (TypeError, ValueError):
         return None
 

@@ -95,3 +95,20 @@ def test_qlora_without_cuda_suggests_lora(tmp_path):
     res = cli("--recipe", str(rp))
     assert res.returncode == 2 and "method: lora" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_demo_assets_are_the_same_on_every_build(tmp_path, demo_home, monkeypatch):
+    """The demo is a reference: its corpus, pairs, tokenizer and weights must not differ between two builds
+    (v1's signatures printed memory addresses, so every build trained a different tokenizer)."""
+    import hashlib
+    from training.demo import ensure_assets
+    first = ensure_assets()
+    monkeypatch.setenv("TUNE_WIZARD_HOME", str(tmp_path / "again"))
+    second = ensure_assets()  # a fresh interpreter, as every build
+
+    def digests(root):
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file()}
+    assert second != first and digests(first) == digests(second)
+    assert {"tiny-llama/tokenizer.json", "corpus/stdlib-docs.jsonl", "pairs.jsonl"} <= set(digests(first))
+    assert " at 0x" not in (first / "pairs.jsonl").read_text()
