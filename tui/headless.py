@@ -103,15 +103,25 @@ def summary(events: list[dict], run: Path) -> list[str]:
     stages: dict[str, dict] = {}
     for ev in events:
         if ev.get("event") == "step" and isinstance(ev.get("loss"), (int, float)):
-            s = stages.setdefault(ev["stage"], {"first": ev["loss"], "steps": 0})
-            s["last"], s["steps"] = ev["loss"], ev["step"]
+            s = stages.setdefault(ev["stage"], {})
+            s.setdefault("first", ev["loss"])
+            s.setdefault("first_step", ev["step"])
+            s["last"], s["last_step"] = ev["loss"], ev["step"]
+            s["steps"] = max(s.get("steps", 0), ev["step"])
         elif ev.get("event") == "stage_end":
-            stages.setdefault(ev["stage"], {})["out"] = ev.get("output")
-            stages[ev["stage"]]["time"] = ev.get("runtime_s")
+            s = stages.setdefault(ev["stage"], {})
+            s["out"], s["time"] = ev.get("output"), ev.get("runtime_s")
+            if isinstance(ev.get("steps"), int):  # the steps it ran, not the last one logged
+                s["steps"] = ev["steps"]
         elif ev.get("event") == "eval":
             stages.setdefault(ev["stage"], {})["eval"] = ev.get("eval_loss")
     for name, s in stages.items():
-        loss = f"loss {s['first']:.3f} -> {s['last']:.3f}" if "first" in s else "no steps logged"
+        if "first" not in s:
+            loss = "no steps logged"
+        elif s["first_step"] == s["last_step"]:  # logging_steps longer than the stage
+            loss = f"loss {s['last']:.3f} (logged at step {s['last_step']} only)"
+        else:
+            loss = f"loss {s['first']:.3f} -> {s['last']:.3f}"
         ev_ = f", eval loss {s['eval']:.3f}" if s.get("eval") is not None else ""
         lines.append(f"  {name:<10} {s.get('steps', 0):>5} steps  {loss}{ev_}  {fmt_duration(s.get('time'))}  "
                      f"{s.get('out') or '(no output)'}")

@@ -65,3 +65,21 @@ def test_tail_lines_folds_progress_bars(tmp_path):
     p.write_text("a\n10%|#\r50%|###\r100%|#####\nb\n\n")
     assert tail_lines(p, 2) == ["100%|#####", "b"]
     assert tail_lines(tmp_path / "missing.log") == []
+
+
+def test_headless_summary_counts_the_steps_run_not_the_last_one_logged(tmp_path):
+    """A 4-step stage with logging every 10 steps logs step 1 only: the summary says 4 steps (stage_end's
+    count) and that the loss was logged once, not 'loss 8.388 -> 8.388' over '1 steps'."""
+    from tui.headless import summary
+    ev = [{"event": "step", "stage": "cpt", "step": 1, "loss": 8.388},
+          {"event": "eval", "stage": "cpt", "step": 4, "eval_loss": 7.837},
+          {"event": "stage_end", "stage": "cpt", "output": "cpt/model", "steps": 4, "runtime_s": 49.0},
+          {"event": "step", "stage": "sft", "step": 10, "loss": 5.9},
+          {"event": "step", "stage": "sft", "step": 80, "loss": 5.4},
+          {"event": "stage_end", "stage": "sft", "output": "sft/adapter", "steps": 80, "runtime_s": 30.0}]
+    lines = summary(ev, tmp_path)
+    assert "  cpt            4 steps  loss 8.388 (logged at step 1 only), eval loss 7.837  0:49  cpt/model" in lines
+    assert any(ln.startswith("  sft           80 steps  loss 5.900 -> 5.400") for ln in lines), lines
+    killed = summary([{"event": "step", "stage": "cpt", "step": 30, "loss": 7.0},
+                      {"event": "step", "stage": "cpt", "step": 40, "loss": 6.5}], tmp_path)
+    assert any("40 steps  loss 7.000 -> 6.500" in ln and "(no output)" in ln for ln in killed), killed
