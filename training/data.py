@@ -117,16 +117,11 @@ def _cut(text: str, limit: int, start: int = 0) -> int:
 
 
 def _pieces(text: str) -> Iterator[tuple[str, bool, bool]]:
-    """(piece, first, last) of one document held in memory (a .jsonl/.parquet row)."""
-    if len(text) <= UNIT_CHARS:
-        yield text, True, True
-        return
-    first = True
-    while len(text) > UNIT_CHARS:
-        c = _cut(text, UNIT_CHARS)
-        yield text[:c], first, False
-        text, first = text[c:], False
-    yield text, first, True
+    """(piece, first, last) of one document held in memory (a .jsonl/.parquet row): _doc_units' pieces."""
+    out: list = []
+    _doc_units(text, 0, len(text), False, 0, out, lines=False)
+    for _, s, e, first, last in out:
+        yield text[s:e], first, last
 
 
 def _window_ok(doc_separator: str) -> bool:
@@ -141,7 +136,7 @@ def _window_ok(doc_separator: str) -> bool:
 def _last_boundary(buf: bytes, sep: re.Pattern, window_ok: bool, where: tuple) -> int:
     """The byte where the next document starts after the last separator match that ends before the end of
     buf (a match at the very end may go on in the next block); 0 when there is none. Decodes only the tail
-    (64 KiB, more when it holds no separator) unless the separator needs the whole buffer."""
+    (16 KiB, 8x more each time it holds no separator) unless the separator needs the whole buffer."""
     w = 1 << 14 if window_ok else len(buf)
     while True:
         lo = max(0, len(buf) - w)

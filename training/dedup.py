@@ -110,7 +110,7 @@ class Rows:
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
-def normalized_batch(texts: list[str]) -> tuple[list, bytes, np.ndarray]:
+def normalized_batch(texts: list[str]) -> tuple[list, np.ndarray]:
     """(normalized_bytes of each text, their UTF-8 sizes, as one batch): the ASCII texts are normalised together
     (one translate of the whole batch; numpy finds the few with leading, trailing or repeated whitespace,
     which are then normalised one by one). The norms of clean texts are memoryviews into one buffer."""
